@@ -1,0 +1,162 @@
+"""The ``crawler`` command: one entry point for crews, developers and CI.
+
+Every subcommand turns a library error into one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from crawler import __version__
+from crawler.errors import CrawlerError
+
+_LOG = logging.getLogger("crawler")
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error and exit status 2."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _ros_defaults() -> None:
+    # Keep DDS discovery on this machine unless the user chose otherwise (a robot talking to
+    # a laptop sets ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET).
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+
+
+# --- subcommands ------------------------------------------------------------------------------
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    """Serve the MCU emulator on a pty until interrupted."""
+    from firmware_bridge.emulator import McuModel, PtyEmulator
+
+    with PtyEmulator(Path(args.link), McuModel(seed=args.seed)) as emulator:
+        print(f"MCU emulator on {args.link} -> {os.path.realpath(args.link)}", flush=True)
+        _wait_for_signal()
+        model = emulator.model
+        print(f"stopped after {emulator.commands_received} commands; "
+              f"tracks at {model.track_pos_m[0]:.2f} / {model.track_pos_m[1]:.2f} m")
+    return 0
+
+
+def cmd_driver(args: argparse.Namespace) -> int:
+    """Run the crawler_driver node."""
+    _ros_defaults()
+    from crawler.config import BridgeConfig, load_config
+    from crawler_driver.driver_node import run
+
+    config = load_config(Path(args.config) if args.config else None)
+    if args.port:
+        bridge = BridgeConfig.model_validate(config.bridge.model_dump() | {"port": args.port})
+        config = config.model_copy(update={"bridge": bridge})
+    run(config, args=["crawler_driver", *args.ros_args])
+    return 0
+
+
+BENCHMARKS: dict[str, str] = {"firmware": "benchmarks.firmware"}
+"""Benchmark name -> module with ``run(quick, progress) -> dict``."""
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run a benchmark; with --json its last stdout line is one JSON object."""
+    import importlib
+
+    module = importlib.import_module(BENCHMARKS[args.name])
+    progress: Callable[[str], None] = (
+        (lambda line: print(f"[bench {args.name}] {line}", file=sys.stderr, flush=True))
+    )
+    result: dict[str, Any] = module.run(quick=args.quick, progress=progress)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Drive the emulated crawler through the real driver node and show its telemetry."""
+    _ros_defaults()
+    from crawler.demo import run_bridge_demo
+
+    return run_bridge_demo(duration_scale=args.speedup)
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``crawler`` command."""
+    parser = _Parser(prog="crawler", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"crawler {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+
+    emulator = sub.add_parser("emulator", help="serve the MCU emulator on a pseudo-terminal")
+    emulator.add_argument("--link", default="/tmp/crawler_mcu",
+                          help="stable path of the pty (a symlink; default %(default)s)")
+    emulator.add_argument("--seed", type=int, default=0, help="noise seed")
+    emulator.set_defaults(func=cmd_emulator)
+
+    driver = sub.add_parser("driver", help="run the crawler_driver ROS 2 node")
+    driver.add_argument("--port", help="pyserial URL of the MCU (overrides bridge.port)")
+    driver.add_argument("--config", help="configuration YAML (see docs/configuration.md)")
+    driver.set_defaults(func=cmd_driver)
+
+    bench = sub.add_parser("bench", help="run a benchmark and print its figures")
+    bench.add_argument("name", choices=sorted(BENCHMARKS))
+    bench.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    bench.add_argument("--quick", action="store_true", help="fewer samples (for smoke tests)")
+    bench.set_defaults(func=cmd_bench)
+
+    demo = sub.add_parser("demo", help="drive the emulated crawler and show live telemetry")
+    demo.add_argument("--speedup", type=float, default=1.0,
+                      help="divide the scripted durations by this (default %(default)s)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse ``argv`` and run the subcommand; exit with its status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything from --ros-args on belongs to rclpy.
+    ros_args: list[str] = []
+    if "--ros-args" in argv:
+        cut = argv.index("--ros-args")
+        argv, ros_args = argv[:cut], argv[cut:]
+    args = build_parser().parse_args(argv)
+    args.ros_args = ros_args
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        status = args.func(args)
+    except CrawlerError as err:
+        print(f"crawler: error: {err}", file=sys.stderr)
+        status = EXIT_FAILURE
+    except OSError as err:
+        print(f"crawler: error: {err}", file=sys.stderr)
+        status = EXIT_FAILURE
+    sys.exit(status)

@@ -1,0 +1,1 @@
+"""Localization, mapping, planning and mission logic; pure Python/numpy, no ROS import."""
