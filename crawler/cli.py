@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +65,9 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 def cmd_driver(args: argparse.Namespace) -> int:
     """Run the crawler_driver node."""
     _ros_defaults()
-    from crawler.config import BridgeConfig, load_config
     from crawler_driver.driver_node import run
+
+    from crawler.config import BridgeConfig, load_config
 
     config = load_config(Path(args.config) if args.config else None)
     if args.port:
@@ -85,9 +86,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import importlib
 
     module = importlib.import_module(BENCHMARKS[args.name])
-    progress: Callable[[str], None] = (
-        (lambda line: print(f"[bench {args.name}] {line}", file=sys.stderr, flush=True))
-    )
+    def progress(line: str) -> None:
+        return (print(f"[bench {args.name}] {line}", file=sys.stderr, flush=True))
     result: dict[str, Any] = module.run(quick=args.quick, progress=progress)
     if args.json:
         print(json.dumps(result))
@@ -101,7 +101,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _ros_defaults()
     from crawler.demo import run_bridge_demo
 
-    return run_bridge_demo(duration_scale=args.speedup)
+    status: int = run_bridge_demo(duration_scale=args.speedup)
+    return status
 
 
 # --- parser -----------------------------------------------------------------------------------

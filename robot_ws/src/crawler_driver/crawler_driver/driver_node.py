@@ -273,7 +273,7 @@ class CrawlerDriver(LifecycleNode):
         stats, link = client.decoder_stats, client.link
         silent_s = (time.monotonic_ns() - link.last_rx_ns) * 1e-9 if link.last_rx_ns else None
         if not client.connected:
-            level, text = DiagnosticStatus.ERROR, f"port lost: {self._link_detail}"
+            level, text = DiagnosticStatus.ERROR, "port lost, reconnecting"
         elif silent_s is None or silent_s > 0.5:
             level, text = DiagnosticStatus.ERROR, "port open but the MCU is silent"
         else:
@@ -281,7 +281,7 @@ class CrawlerDriver(LifecycleNode):
         return _status(level, "crawler_driver: serial link", text, {
             "port": client.transport.url, "frames": stats.frames, "crc_errors": stats.crc_errors,
             "rejected_frames": stats.rejected, "lost": link.lost, "duplicates": link.duplicates,
-            "opens": client.transport.opens,
+            "opens": client.transport.opens, "detail": self._link_detail,
         })
 
     def _mcu_diagnostic(self) -> DiagnosticStatus:

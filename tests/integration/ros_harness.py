@@ -1,0 +1,100 @@
+"""Helpers for tests that run real nodes: a background executor, bounded waits, subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+
+T = TypeVar("T")
+DISCOVERY_TIMEOUT_S = 15.0
+
+
+def wait_until(predicate: Callable[[], T], timeout_s: float, what: str,
+               poll_s: float = 0.02) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(poll_s)
+
+
+class RosProbe:
+    """A node of the test's own, spun in a background thread, that records what it hears."""
+
+    def __init__(self, name: str = "test_probe") -> None:
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = Node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.received: dict[str, list[Any]] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001  (context torn down between ok() and spin)
+                return
+
+    def record(self, msg_type: Any, topic: str, qos: Any = 10) -> None:
+        """Keep every message on ``topic`` in ``received[topic]``."""
+        self.received[topic] = []
+
+        def keep(msg: Any) -> None:
+            with self._lock:
+                self.received[topic].append(msg)
+
+        self.node.create_subscription(msg_type, topic, keep, qos)
+
+    def last(self, topic: str) -> Any:
+        """The newest message on ``topic``, or None."""
+        with self._lock:
+            return self.received[topic][-1] if self.received[topic] else None
+
+    def count(self, topic: str) -> int:
+        """How many messages arrived on ``topic``."""
+        with self._lock:
+            return len(self.received[topic])
+
+    def close(self) -> None:
+        """Shut the node and its context down."""
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(2.0)
+
+
+def spawn_crawler(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    """Start ``crawler ARGS`` in its own process, logging to ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "crawler", *args], stdout=out,
+                                stderr=subprocess.STDOUT, env=dict(os.environ))
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
+    """SIGINT, then SIGKILL if it does not exit in time."""
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout_s)
