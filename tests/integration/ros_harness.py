@@ -6,31 +6,19 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
-T = TypeVar("T")
+from tests.waiting import wait_until
+
+__all__ = ["DISCOVERY_TIMEOUT_S", "RosProbe", "spawn_crawler", "stop_process", "wait_until"]
+
 DISCOVERY_TIMEOUT_S = 15.0
-
-
-def wait_until(predicate: Callable[[], T], timeout_s: float, what: str,
-               poll_s: float = 0.02) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(poll_s)
 
 
 class RosProbe:
