@@ -8,17 +8,24 @@ STAMP := $(VENV)/.installed
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all venv demo test lint typecheck unit bench clean
+.PHONY: all venv system-deps demo test lint typecheck unit bench clean
 
 all: test
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || $(MAKE) system-deps
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Debian packages the stack needs from the system (run as root, or with sudo present).
+SYSTEM_PACKAGES := python3-venv python3-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES)
 
 demo: $(STAMP)
 	$(BIN)/crawler demo
