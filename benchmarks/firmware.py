@@ -26,8 +26,14 @@ import serial
 from benchmarks.reference_codec import BytewiseDecoder
 from firmware_bridge.client import BridgeClient
 from firmware_bridge.framing import Frame, FrameDecoder
-from firmware_bridge.messages import Imu, SetTwist, decode_message, encode_message, payload_size
-from firmware_bridge.messages import MsgId
+from firmware_bridge.messages import (
+    Imu,
+    MsgId,
+    SetTwist,
+    decode_message,
+    encode_message,
+    payload_size,
+)
 
 _LOG = logging.getLogger(__name__)
 TARGETS = {"decode_frames_per_s": 100_000.0, "rtt_ms_p99": 5.0}
