@@ -18,5 +18,5 @@ setup(
     maintainer_email="dev@crawler.invalid",
     description="ROS 2 driver of the inspection crawler's microcontroller",
     license="Proprietary",
-    entry_points={"console_scripts": [f"driver_node = {PACKAGE}.driver_node:main"]},
+    entry_points={"console_scripts": ["driver_node = crawler_driver.driver_node:main"]},
 )
