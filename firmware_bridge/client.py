@@ -161,12 +161,10 @@ class BridgeClient:
             try:
                 message = decode_message(frame)
             except MessageDecodeError as err:
-                self.link.undecodable += 1
-                _LOG.warning("%s: %s", self.transport.url, err)
+                self._undecodable(str(err))
                 continue
             if frame.msg_id < TELEMETRY_ID_MIN:
-                self.link.undecodable += 1
-                _LOG.warning("%s: MCU sent command id 0x%02X", self.transport.url, frame.msg_id)
+                self._undecodable(f"MCU sent command id 0x{frame.msg_id:02X}")
                 continue
             telemetry = cast(Telemetry, message)
             self.link.messages += 1
@@ -175,6 +173,13 @@ class BridgeClient:
                 self._resolve(telemetry)
             for handler in self._handlers:
                 handler(telemetry, rx_ns)
+
+    def _undecodable(self, why: str) -> None:
+        # Count every one; log the first few and then every 100th, not at telemetry rate.
+        self.link.undecodable += 1
+        count = self.link.undecodable
+        if count <= 3 or count % 100 == 0:
+            _LOG.warning("%s: %s (%d undecodable frames so far)", self.transport.url, why, count)
 
     def _resolve(self, ack: Ack) -> None:
         with self._pending_lock:

@@ -79,3 +79,12 @@ def test_emulator_serves_until_sigterm_and_removes_its_link(tmp_path: Path) -> N
     assert proc.returncode == 0
     assert "stopped after 0 commands" in out
     assert not link.exists()
+
+
+def test_invalid_ros_parameter_is_reported_by_name() -> None:
+    result = _crawler("driver", "--port", "loop://", "--ros-args", "-p",
+                      "robot.max_track_speed_mps:=-1.0")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "crawler: error: parameter robot.max_track_speed_mps: Input should be greater than 0"
+    )

@@ -18,6 +18,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -27,6 +28,7 @@ from std_msgs.msg import Bool, Float32MultiArray, Float64, MultiArrayDimension
 from std_srvs.srv import SetBool
 
 from crawler.config import CrawlerConfig, flatten, from_flat
+from crawler.errors import ConfigError
 from crawler_driver import conversions
 from firmware_bridge.client import BridgeClient
 from firmware_bridge.errors import BridgeError, TransportClosedError
@@ -72,8 +74,10 @@ class CrawlerDriver(LifecycleNode):
 
     def __init__(self, config: CrawlerConfig | None = None, **kwargs: Any) -> None:
         super().__init__("crawler_driver", **kwargs)
+        # Typing is left to the config tree, which validates (and coerces 1 to 1.0) once.
+        loose = ParameterDescriptor(dynamic_typing=True)
         for name, value in flatten(config or CrawlerConfig()).items():
-            self.declare_parameter(name, value)
+            self.declare_parameter(name, value, loose)
         self.config = config or CrawlerConfig()
         self._client: BridgeClient | None = None
         self._odometry: WheelOdometry | None = None
@@ -87,6 +91,7 @@ class CrawlerDriver(LifecycleNode):
         self._status: Status | None = None
         self._motors: Motors | None = None
         self._rejected = 0
+        self.configure_error: ConfigError | None = None
         self._entities: list[Any] = []
         self._lifecycle_pubs: list[Any] = []
 
@@ -95,7 +100,13 @@ class CrawlerDriver(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Read parameters, create the ROS interfaces and open the serial link."""
         names = flatten(CrawlerConfig()).keys()
-        self.config = from_flat({n: self.get_parameter(n).value for n in names}, CrawlerConfig)
+        try:
+            self.config = from_flat({n: self.get_parameter(n).value for n in names},
+                                    CrawlerConfig)
+        except ConfigError as err:
+            self.configure_error = err
+            self.get_logger().error(f"configure failed: {err}")
+            return TransitionCallbackReturn.FAILURE
         robot, bridge = self.config.robot, self.config.bridge
         self._odometry = WheelOdometry(
             robot.ticks_per_m, robot.track_width_m, robot.odom_var_m2_per_m,
@@ -324,11 +335,15 @@ def _ms_clock() -> int:
 
 
 def run(config: CrawlerConfig | None = None, args: list[str] | None = None) -> None:
-    """Run the driver alone: configure, activate, spin until shutdown."""
+    """Run the driver alone: configure, activate, spin until shutdown.
+
+    Raises ``ConfigError`` if the parameters do not validate.
+    """
     rclpy.init(args=args)
     node = CrawlerDriver(config)
     try:
-        node.trigger_configure()
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            raise node.configure_error or ConfigError("crawler_driver failed to configure")
         node.trigger_activate()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
