@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 all: test
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || $(MAKE) system-deps
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null && $(HAVE_SYSTEM_LIBS) || $(MAKE) system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Debian packages the stack needs from the system (run as root, or with sudo present).
-SYSTEM_PACKAGES := python3-venv python3-dev
+SYSTEM_PACKAGES := python3-venv python3-dev libusb-1.0-0 libgomp1
+HAVE_SYSTEM_LIBS := /sbin/ldconfig -p | grep -q 'libusb-1.0.so.0 ' && /sbin/ldconfig -p | grep -q 'libgomp.so.1 '
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
 	$(SUDO) apt-get update -qq
