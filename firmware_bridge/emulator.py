@@ -20,6 +20,7 @@ import time
 import tty
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -49,6 +50,7 @@ from firmware_bridge.messages import (
     Tether,
     decode_message,
     encode_message,
+    is_known_message,
 )
 
 _LOG = logging.getLogger(__name__)
@@ -151,8 +153,9 @@ class McuModel:
 
     def handle(self, command: Command) -> AckResult:
         """Apply one command from the host and return the result to acknowledge it with."""
+        # Any command feeds the watchdog; only a speed command clears its fault (below), so
+        # the host sees WATCHDOG in Status until it drives again.
         self._last_command_us = self.now_us
-        self.watchdog_tripped = False
         match command:
             case Heartbeat():
                 pass
@@ -180,6 +183,7 @@ class McuModel:
         return AckResult.OK
 
     def _set_targets(self, left_mps: float, right_mps: float) -> AckResult:
+        self.watchdog_tripped = False
         if self.estop_latched:
             return AckResult.REJECTED_ESTOP
         if not (math.isfinite(left_mps) and math.isfinite(right_mps)):
@@ -228,7 +232,11 @@ class McuModel:
         out: list[Telemetry] = []
         for name, period_us in self.params.periods_us.items():
             if self.now_us >= self._next_due_us[name]:
-                self._next_due_us[name] = max(self._next_due_us[name] + period_us, self.now_us)
+                due_us = self._next_due_us[name] + period_us
+                # After a stall, resume the cadence from now instead of bursting to catch up.
+                if due_us <= self.now_us:
+                    due_us = self.now_us + period_us
+                self._next_due_us[name] = due_us
                 out.append(self._sample(name))
         return out
 
@@ -395,15 +403,15 @@ class PtyEmulator:
 
     def _handle_frame(self, msg_id: int, seq: int, payload: bytes) -> None:
         self.commands_received += 1
+        if msg_id >= TELEMETRY_ID_MIN or not is_known_message(msg_id):
+            self._write(Ack(seq, int(AckResult.UNKNOWN_MESSAGE)))
+            return
         try:
             message = decode_message(Frame(msg_id, seq, payload))
         except MessageDecodeError:
-            result = AckResult.UNKNOWN_MESSAGE
+            result = AckResult.BAD_PAYLOAD
         else:
-            if msg_id >= TELEMETRY_ID_MIN:
-                result = AckResult.UNKNOWN_MESSAGE
-            else:
-                result = self.model.handle(message)  # type: ignore[arg-type]
+            result = self.model.handle(cast(Command, message))
         self._write(Ack(seq, int(result)))
 
     def _write(self, message: Telemetry) -> None:

@@ -20,9 +20,9 @@ DELIMITER = b"\x00"
 HEADER = struct.Struct("<BBH")
 CRC = struct.Struct("<H")
 MAX_PAYLOAD_BYTES = 240
-# Header + payload + CRC, then COBS adds one byte per 254 (here at most 2) plus the code byte.
+# Header + payload + CRC; COBS adds one byte per started 254-byte block: 1 byte here.
 MAX_FRAME_BYTES = HEADER.size + MAX_PAYLOAD_BYTES + CRC.size
-MAX_ENCODED_BYTES = MAX_FRAME_BYTES + 2
+MAX_ENCODED_BYTES = MAX_FRAME_BYTES + 1
 _MIN_FRAME_BYTES = HEADER.size + CRC.size
 _CRC_INIT = 0xFFFF
 
@@ -44,6 +44,8 @@ def encode_frame(msg_id: int, seq: int, payload: bytes = b"") -> bytes:
     """Frame ``payload`` as message ``msg_id`` with sequence number ``seq`` (wrapped to u16)."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    if not 0 <= msg_id <= 0xFF:
+        raise ValueError(f"message id {msg_id} does not fit in a byte")
     body = HEADER.pack(PROTOCOL_VERSION, msg_id, seq & 0xFFFF) + payload
     body += CRC.pack(crc16(body))
     return DELIMITER + cobs_encode(body) + DELIMITER
@@ -110,6 +112,9 @@ class FrameDecoder:
             return None
         if len(body) < _MIN_FRAME_BYTES:
             self.stats.short_frames += 1
+            return None
+        if len(body) > MAX_FRAME_BYTES:
+            self.stats.oversized += 1
             return None
         if crc_hqx(body[:-2], _CRC_INIT) != CRC.unpack_from(body, len(body) - 2)[0]:
             self.stats.crc_errors += 1

@@ -227,6 +227,11 @@ _ENCODERS: dict[type[Message], tuple[int, struct.Struct]] = {
 }
 
 
+def is_known_message(msg_id: int) -> bool:
+    """Whether ``msg_id`` is a message of this protocol version."""
+    return msg_id in _DECODERS
+
+
 def payload_size(msg_id: MsgId) -> int:
     """Size in bytes of the payload of message ``msg_id``."""
     return _LAYOUTS[msg_id][1].size
@@ -255,7 +260,7 @@ def decode_message(frame: Frame) -> Message:
     cls, layout = row
     if len(frame.payload) != layout.size:
         raise MessageDecodeError(
-            f"{cls.__name__} payload is {len(frame.payload)} bytes, expected {layout.size} "
-            f"(seq {frame.seq})"
+            f"{cls.__name__} (0x{frame.msg_id:02X}) payload is {len(frame.payload)} bytes, "
+            f"expected {layout.size} (seq {frame.seq})"
         )
     return cls(*layout.unpack(frame.payload))

@@ -12,10 +12,14 @@ import pytest
 from firmware_bridge.client import BridgeClient
 from firmware_bridge.emulator import McuModel, PtyEmulator
 from firmware_bridge.errors import AckTimeoutError, CommandRejectedError, TransportClosedError
+from firmware_bridge.framing import encode_frame
 from firmware_bridge.messages import (
+    Ack,
+    AckResult,
     Encoders,
     EstopLatch,
     EstopRelease,
+    MsgId,
     SetLamp,
     SetTwist,
     Telemetry,
@@ -138,3 +142,15 @@ def test_duplicated_frames_are_dropped_and_gaps_counted() -> None:
     assert seen == [1, 2, 3]
     assert bridge.link.duplicates == 1
     assert bridge.link.lost == 2
+
+
+def test_emulator_answers_malformed_commands(client: BridgeClient) -> None:
+    acks: dict[int, int] = {}
+    client.subscribe(lambda m, _: acks.update({m.acked_seq: m.result})  # type: ignore[union-attr]
+                     if isinstance(m, Ack) else None)
+    client.transport.write(encode_frame(MsgId.SET_TWIST, 900, bytes(7)))  # wrong size
+    client.transport.write(encode_frame(0x30, 901, b""))  # not a command of this protocol
+    client.transport.write(encode_frame(MsgId.ACK, 902, bytes(3)))  # telemetry id, wrong way
+    wait_until(lambda: len(acks) == 3, 2.0, "three acks")
+    assert acks == {900: AckResult.BAD_PAYLOAD, 901: AckResult.UNKNOWN_MESSAGE,
+                    902: AckResult.UNKNOWN_MESSAGE}

@@ -181,13 +181,13 @@ class CrawlerDriver(LifecycleNode):
         robot = self.config.robot
         left, right = track_speeds(msg.linear.x, msg.angular.z, robot.track_width_m,
                                    robot.max_track_speed_mps)
-        self._last_cmd_ns = time.monotonic_ns()
+        self._last_cmd_ns = self._now_ns()
         self._set_target(left, right)
 
     def _on_heartbeat(self) -> None:
         # Re-send a fresh target for a while: it feeds the MCU watchdog and repairs a lost
         # frame (a lost "stop" must not leave the robot driving). Otherwise a heartbeat.
-        now_ns = time.monotonic_ns()
+        now_ns = self._now_ns()
         if (self._target_mps != (0.0, 0.0)
                 and now_ns - self._last_cmd_ns > self.config.robot.cmd_vel_timeout_s * 1e9):
             self.get_logger().warning(
@@ -202,8 +202,13 @@ class CrawlerDriver(LifecycleNode):
 
     def _set_target(self, left_mps: float, right_mps: float) -> None:
         self._target_mps = (left_mps, right_mps)
-        self._target_set_ns = time.monotonic_ns()
+        self._target_set_ns = self._now_ns()
         self._send(SetWheelSpeeds(left_mps, right_mps))
+
+    def _now_ns(self) -> int:
+        # The node's clock: simulated time under /clock, so timeouts scale with the sim.
+        stamp: int = self.get_clock().now().nanoseconds
+        return stamp
 
     def _send(self, command: SetWheelSpeeds | Heartbeat) -> None:
         if self._client is None:
