@@ -98,6 +98,12 @@ class McuEnvironment:
     pitch_rad: float = 0.0
     tether_stretch: float = 0.0
     """Fractional error of the cable counter (cable paid out per metre driven, minus one)."""
+    body_yaw_rate_radps: float | None = None
+    """True yaw rate of the body (skid-steer slips); None: ideal, from the track speeds."""
+    body_accel_mps2: float | None = None
+    """True forward acceleration of the body; None: from the track speeds."""
+    tether_paid_out_m: float | None = None
+    """Cable actually paid out (the simulator follows the body's path); None: from the tracks."""
 
 
 class McuModel:
@@ -211,9 +217,15 @@ class McuModel:
             self.track_mps[side] += alpha * (self.target_mps[side] - self.track_mps[side])
             self.track_pos_m[side] += self.track_mps[side] * dt_s
         mean_mps = 0.5 * sum(self.track_mps)
-        self._accel_mps2 = (mean_mps - previous_mean) / dt_s
-        self.yaw_rad += (self.track_mps[1] - self.track_mps[0]) / p.track_width_m * dt_s
-        self.tether_m = max(0.0, self.tether_m + mean_mps * dt_s * (1.0 + self.env.tether_stretch))
+        env = self.env
+        self._accel_mps2 = (env.body_accel_mps2 if env.body_accel_mps2 is not None
+                            else (mean_mps - previous_mean) / dt_s)
+        # The AHRS integrates its own (biased) gyro: its yaw drifts like the real one.
+        self.yaw_rad += (self.yaw_rate_radps() + float(self._gyro_bias[2])) * dt_s
+        if env.tether_paid_out_m is not None:
+            self.tether_m = max(0.0, env.tether_paid_out_m * (1.0 + env.tether_stretch))
+        else:
+            self.tether_m = max(0.0, self.tether_m + mean_mps * dt_s * (1.0 + env.tether_stretch))
         # Power: idle load plus a current proportional to track speed.
         currents = self.motor_currents_a()
         self.charge_ah = max(0.0, self.charge_ah - (p.idle_current_a + sum(currents)) * dt_s / 3600)
@@ -221,6 +233,12 @@ class McuModel:
         for side in (0, 1):
             steady_c = p.ambient_c + p.motor_heat_c_per_a2 * currents[side] ** 2 * 60.0
             self.motor_temp_c[side] += cool * (steady_c - self.motor_temp_c[side])
+
+    def yaw_rate_radps(self) -> float:
+        """True yaw rate: the world's if it says, else ideal skid-steer from the tracks."""
+        if self.env.body_yaw_rate_radps is not None:
+            return self.env.body_yaw_rate_radps
+        return (self.track_mps[1] - self.track_mps[0]) / self.params.track_width_m
 
     def motor_currents_a(self) -> tuple[float, float]:
         """Motor currents from track speeds (no-load model)."""
@@ -268,8 +286,7 @@ class McuModel:
 
     def _imu_sample(self) -> Imu:
         p, env = self.params, self.env
-        yaw_rate = (self.track_mps[1] - self.track_mps[0]) / p.track_width_m
-        gyro = np.array([0.0, 0.0, yaw_rate]) + self._gyro_bias
+        gyro = np.array([0.0, 0.0, self.yaw_rate_radps()]) + self._gyro_bias
         gyro += self._rng.normal(0.0, p.gyro_noise_radps, 3)
         # Specific force in the body frame: forward acceleration plus gravity tilted by attitude.
         accel = np.array([
@@ -302,13 +319,18 @@ class PtyEmulator:
 
     ``reopen()`` closes the pty and makes a new one behind the same path, which is what a
     host sees when a USB adapter is unplugged and plugged back in.
+
+    By default the emulator steps the model on the wall clock. With ``external_clock`` the
+    owner (the simulator) steps it in simulated time, holding ``lock`` while it does, and the
+    emulator only serves the port and sends the telemetry that has come due.
     """
 
     def __init__(self, link_path: Path, model: McuModel | None = None,
-                 tick_s: float = 0.002) -> None:
+                 tick_s: float = 0.002, external_clock: bool = False) -> None:
         self.link_path = Path(link_path)
         self.model = model or McuModel()
         self.tick_s = tick_s
+        self.external_clock = external_clock
         self.commands_received = 0
         self._decoder = FrameDecoder()
         self._seq = 0
@@ -359,8 +381,15 @@ class PtyEmulator:
         self.unplug()
         self.replug()
 
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while the model is stepped or commanded."""
+        return self._lock
+
     def now_us(self) -> int:
-        """Emulator clock: microseconds since start."""
+        """Emulator clock: microseconds since start (the model's own under an external clock)."""
+        if self.external_clock:
+            return self.model.now_us
         return (time.monotonic_ns() - self._t0_ns) // 1000
 
     def _open_pty(self) -> None:
@@ -394,12 +423,23 @@ class PtyEmulator:
                 self._stop.wait(self.tick_s)
                 continue
             with self._lock:
-                self.model.step(self.now_us())
+                if not self.external_clock:
+                    self.model.step(self.now_us())
                 for frame in self._decoder.feed(data):
                     self._handle_frame(frame.msg_id, frame.seq, frame.payload)
                 self.model.rx_errors = self._decoder.stats.rejected
-                for message in self.model.due_telemetry():
-                    self._write(message)
+                if not self.external_clock:
+                    self._send_due()
+
+    def step(self, now_us: int) -> None:
+        """External clock: advance the model to ``now_us`` and send what has come due."""
+        with self._lock:
+            self.model.step(now_us)
+            self._send_due()
+
+    def _send_due(self) -> None:
+        for message in self.model.due_telemetry():
+            self._write(message)
 
     def _handle_frame(self, msg_id: int, seq: int, payload: bytes) -> None:
         self.commands_received += 1
