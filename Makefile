@@ -21,8 +21,11 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Debian packages the stack needs from the system (run as root, or with sudo present).
-SYSTEM_PACKAGES := python3-venv python3-dev libusb-1.0-0 libgomp1
-HAVE_SYSTEM_LIBS := /sbin/ldconfig -p | grep -q 'libusb-1.0.so.0 ' && /sbin/ldconfig -p | grep -q 'libgomp.so.1 '
+# libusb/libgomp: open3d's shared libraries; libsdformat-dev + ignition-tools: `ign sdf -k`,
+# the real SDFormat checker the world tests run.
+SYSTEM_PACKAGES := python3-venv python3-dev libusb-1.0-0 libgomp1 libsdformat-dev ignition-tools
+HAVE_SYSTEM_LIBS := /sbin/ldconfig -p | grep -q 'libusb-1.0.so.0 ' \
+	&& /sbin/ldconfig -p | grep -q 'libgomp.so.1 ' && command -v ign >/dev/null
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
 	$(SUDO) apt-get update -qq

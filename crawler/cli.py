@@ -105,6 +105,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_sim(args: argparse.Namespace) -> int:
+    """Run a simulated world with the real driver node."""
+    _ros_defaults()
+    from crawler.sim_run import SimOptions, run_sim
+
+    if args.drive == "teleop":
+        raise CrawlerError("keyboard teleop needs a terminal: run `crawler sim WORLD --drive "
+                           "none` and publish /cmd_vel, or use --drive route")
+    options = SimOptions(world=args.world, drive=args.drive, speed_mps=args.speed,
+                         rtf=args.rtf, duration_s=args.duration,
+                         out=Path(args.out) if args.out else None, camera=not args.no_camera,
+                         lidar=not args.no_lidar, seed=args.seed)
+    print(f"crawler sim: {args.world}, driving: {args.drive}", flush=True)
+    summary = run_sim(options)
+    if summary:
+        print(f"crawler sim: {summary['route_distance_m']} m of {summary['route_length_m']} m "
+              f"in {summary['sim_time_s']} s simulated, {summary['wall_time_s']} s wall "
+              f"(x{summary['real_time_factor']}); outputs in {args.out}")
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -132,6 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="one JSON object on the last line")
     bench.add_argument("--quick", action="store_true", help="fewer samples (for smoke tests)")
     bench.set_defaults(func=cmd_bench)
+
+    sim = sub.add_parser("sim", help="run a simulated world with the real driver node")
+    sim.add_argument("world", help="world name (sewer_dn1000, utility_tunnel, "
+                     "civil_defence_shelter) or an .sdf path")
+    sim.add_argument("--drive", choices=("route", "none", "teleop"), default="route",
+                     help="route: follow the world's route; none: listen to /cmd_vel")
+    sim.add_argument("--speed", type=float, default=0.3, help="route speed, m/s")
+    sim.add_argument("--rtf", type=float, default=0.0,
+                     help="target real-time factor (0: as fast as possible)")
+    sim.add_argument("--duration", type=float, help="stop after this many simulated seconds")
+    sim.add_argument("--out", help="folder for frames, lidar map, trajectory, summary")
+    sim.add_argument("--no-camera", action="store_true")
+    sim.add_argument("--no-lidar", action="store_true")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.set_defaults(func=cmd_sim)
 
     demo = sub.add_parser("demo", help="drive the emulated crawler and show live telemetry")
     demo.add_argument("--speedup", type=float, default=1.0,

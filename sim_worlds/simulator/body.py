@@ -19,8 +19,8 @@ from numpy.typing import NDArray
 from sim_worlds.simulator.sdf import pose_matrix, rotation_from_rpy
 
 FloatArray = NDArray[np.float64]
-FloorHeight = Callable[[float, float, float], float | None]
-"""(x_m, y_m, z_hint_m) -> height of the supporting floor under that point, or None."""
+FloorHeights = Callable[[FloatArray, float], FloatArray]
+"""((N, 2) x, y points, z_hint_m) -> (N,) heights of the supporting floor, NaN where none."""
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ class BodyParams:
     track_width_m: float = 0.42
     track_length_m: float = 0.5
     turn_resistance: float = 1.15
-    base_height_m: float = 0.1
-    """Height of base_link above the floor contact."""
+    base_height_m: float = 0.0
+    """Height of base_link above the floor contact (0: base_link on the floor, as in SDF)."""
 
 
 @dataclass
@@ -56,7 +56,7 @@ class BodyState:
 class CrawlerBody:
     """Integrates track speeds into a body pose on the floor."""
 
-    def __init__(self, params: BodyParams, start: BodyState, floor: FloorHeight | None = None
+    def __init__(self, params: BodyParams, start: BodyState, floor: FloorHeights | None = None
                  ) -> None:
         self.params = params
         self.state = start
@@ -88,16 +88,14 @@ class CrawlerBody:
         p, s = self.params, self.state
         c, si = math.cos(s.yaw_rad), math.sin(s.yaw_rad)
         half_l, half_w = 0.5 * p.track_length_m, 0.5 * p.track_width_m
-        z_hint = s.z_m - p.base_height_m + 0.3
-        heights = [
-            self._floor(s.x_m + dx * c - dy * si, s.y_m + dx * si + dy * c, z_hint)
-            for dx, dy in ((half_l, 0.0), (-half_l, 0.0), (0.0, half_w), (0.0, -half_w))
-        ]
-        front, rear, left, right = heights
-        if front is not None and rear is not None:
+        offsets = np.array([[half_l, 0.0], [-half_l, 0.0], [0.0, half_w], [0.0, -half_w]])
+        points = np.column_stack([s.x_m + offsets[:, 0] * c - offsets[:, 1] * si,
+                                  s.y_m + offsets[:, 0] * si + offsets[:, 1] * c])
+        front, rear, left, right = self._floor(points, s.z_m - p.base_height_m + 0.3)
+        if math.isfinite(front) and math.isfinite(rear):
             s.pitch_rad = math.atan2(rear - front, 2 * half_l)
-        if left is not None and right is not None:
+        if math.isfinite(left) and math.isfinite(right):
             s.roll_rad = math.atan2(left - right, 2 * half_w)
-        known = [h for h in heights if h is not None]
+        known = [h for h in (front, rear, left, right) if math.isfinite(h)]
         if known:
             s.z_m = sum(known) / len(known) + p.base_height_m

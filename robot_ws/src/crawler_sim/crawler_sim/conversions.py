@@ -1,0 +1,124 @@
+"""Simulator records to ROS messages."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from nav_msgs.msg import Odometry
+from numpy.typing import NDArray
+from sensor_msgs.msg import CameraInfo, Image, NavSatFix, NavSatStatus, PointCloud2, PointField
+
+from sim_worlds.simulator.camera import focal_px
+from sim_worlds.simulator.sdf import CameraSpec
+from sim_worlds.simulator.simulation import GnssFix, RadioFix
+
+UNKNOWN_VAR = 1e6
+
+
+def stamp_msg(stamp_ns: int) -> Time:
+    """``builtin_interfaces/Time`` of integer nanoseconds."""
+    return Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+
+
+def cloud_msg(points_m: NDArray[np.float32], stamp_ns: int, frame_id: str) -> PointCloud2:
+    """Unorganised x, y, z float32 cloud."""
+    msg = PointCloud2()
+    msg.header.stamp = stamp_msg(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = 1, len(points_m)
+    msg.fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                  for i, n in enumerate("xyz")]
+    msg.is_bigendian, msg.point_step = False, 12
+    msg.row_step = 12 * len(points_m)
+    msg.data = np.ascontiguousarray(points_m, dtype=np.float32).tobytes()
+    msg.is_dense = True
+    return msg
+
+
+def image_msg(image_bgr: NDArray[np.uint8], stamp_ns: int, frame_id: str) -> Image:
+    """``bgr8`` image."""
+    msg = Image()
+    msg.header.stamp = stamp_msg(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = image_bgr.shape[:2]
+    msg.encoding, msg.is_bigendian, msg.step = "bgr8", 0, 3 * image_bgr.shape[1]
+    msg.data = image_bgr.tobytes()
+    return msg
+
+
+def camera_info_msg(spec: CameraSpec, stamp_ns: int, frame_id: str) -> CameraInfo:
+    """Pinhole intrinsics, no distortion (optical frame convention: z forward, x right)."""
+    f = focal_px(spec)
+    cx, cy = 0.5 * spec.width_px, 0.5 * spec.height_px
+    msg = CameraInfo()
+    msg.header.stamp = stamp_msg(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.width, msg.height = spec.width_px, spec.height_px
+    msg.distortion_model = "plumb_bob"
+    msg.d = [0.0] * 5
+    msg.k = [f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
+
+
+def navsat_msg(fix: GnssFix, frame_id: str) -> NavSatFix:
+    """BeiDou fix (``SERVICE_COMPASS`` is BeiDou in NavSatStatus)."""
+    msg = NavSatFix()
+    msg.header.stamp = stamp_msg(fix.stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.status.status = NavSatStatus.STATUS_FIX
+    msg.status.service = NavSatStatus.SERVICE_COMPASS
+    msg.latitude, msg.longitude, msg.altitude = fix.latitude_deg, fix.longitude_deg, fix.height_m
+    h2, v2 = fix.sigma_horizontal_m**2, fix.sigma_vertical_m**2
+    msg.position_covariance = [h2, 0.0, 0.0, 0.0, h2, 0.0, 0.0, 0.0, v2]
+    msg.position_covariance_type = NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
+    return msg
+
+
+def radio_msg(fix: RadioFix, frame_id: str) -> PoseWithCovarianceStamped:
+    """5G position fix in the site (map) frame; orientation unknown."""
+    msg = PoseWithCovarianceStamped()
+    msg.header.stamp = stamp_msg(fix.stamp_ns)
+    msg.header.frame_id = frame_id
+    x, y, z = (float(v) for v in fix.position_m)
+    msg.pose.pose.position.x, msg.pose.pose.position.y, msg.pose.pose.position.z = x, y, z
+    s2 = fix.sigma_m**2
+    cov = np.diag([s2, s2, 4.0 * s2, UNKNOWN_VAR, UNKNOWN_VAR, UNKNOWN_VAR])
+    msg.pose.covariance = [float(v) for v in cov.ravel()]
+    return msg
+
+
+def truth_msg(T_world_base: NDArray[np.float64], stamp_ns: int, speed_mps: float,
+              frame_id: str, child_frame_id: str) -> Odometry:
+    """Ground-truth pose as ``nav_msgs/Odometry`` (zero covariance)."""
+    msg = Odometry()
+    msg.header.stamp = stamp_msg(stamp_ns)
+    msg.header.frame_id, msg.child_frame_id = frame_id, child_frame_id
+    p = msg.pose.pose
+    p.position.x, p.position.y, p.position.z = (float(v) for v in T_world_base[:3, 3])
+    qx, qy, qz, qw = quaternion_from_matrix(T_world_base[:3, :3])
+    p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = qx, qy, qz, qw
+    msg.twist.twist.linear.x = speed_mps
+    return msg
+
+
+def quaternion_from_matrix(R: NDArray[np.float64]) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a rotation matrix (Shepperd's method, robust near 180 degrees)."""
+    trace = float(np.trace(R))
+    if trace > 0.0:
+        s = 2.0 * math.sqrt(trace + 1.0)
+        return ((R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s,
+                0.25 * s)
+    i = int(np.argmax(np.diag(R)))
+    j, k = (i + 1) % 3, (i + 2) % 3
+    s = 2.0 * math.sqrt(max(1.0 + R[i, i] - R[j, j] - R[k, k], 1e-12))
+    q = [0.0, 0.0, 0.0, 0.0]
+    q[i] = 0.25 * s
+    q[j] = (R[j, i] + R[i, j]) / s
+    q[k] = (R[k, i] + R[i, k]) / s
+    q[3] = (R[k, j] - R[j, k]) / s
+    return q[0], q[1], q[2], q[3]
