@@ -77,7 +77,7 @@ def cmd_driver(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHMARKS: dict[str, str] = {"firmware": "benchmarks.firmware"}
+BENCHMARKS: dict[str, str] = {"firmware": "benchmarks.firmware", "sim": "benchmarks.sim"}
 """Benchmark name -> module with ``run(quick, progress) -> dict``."""
 
 

@@ -58,27 +58,31 @@ class Lidar:
                                            spec.vertical_max_angle_rad, spec.vertical_samples)
                                if spec.vertical_samples > 1 else np.zeros(1))
         el, az = np.meshgrid(self.elevations_rad, self.azimuths_rad, indexing="ij")
-        self._dirs_sensor = np.stack(
+        self._dirs_grid = np.stack(
             [np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1
-        ).reshape(-1, 3)
-        # Column firing time as a fraction of the sweep, per ray.
-        columns = np.arange(spec.horizontal_samples) / max(spec.horizontal_samples - 1, 1)
-        self._sweep_fraction = np.broadcast_to(columns, el.shape).reshape(-1)
+        )
+        """(vertical, horizontal, 3) unit ray directions in the sensor frame."""
+        # Column firing time as a fraction of the sweep.
+        self._column_fraction = (np.arange(spec.horizontal_samples)
+                                 / max(spec.horizontal_samples - 1, 1))
 
     def scan(self, scene: RaycastScene, stamp_ns: int, T_world_sensor_end: FloatArray,
              T_world_sensor_start: FloatArray | None = None) -> LidarScan:
         """Sweep from ``T_world_sensor_start`` (default: no motion) to ``T_world_sensor_end``."""
         spec = self.spec
         start = T_world_sensor_end if T_world_sensor_start is None else T_world_sensor_start
-        # Pose of each ray's column along the sweep
-        origins, rotations = _interpolate_poses(start, T_world_sensor_end, self._sweep_fraction)
-        directions = np.einsum("nij,nj->ni", rotations, self._dirs_sensor)
+        # Pose of each column along the sweep (one rotation per column, shared by its beams)
+        origins_col, rotations = _interpolate_poses(start, T_world_sensor_end,
+                                                    self._column_fraction)
+        directions = np.einsum("hij,vhj->vhi", rotations, self._dirs_grid).reshape(-1, 3)
+        origins = np.broadcast_to(origins_col[None], self._dirs_grid.shape).reshape(-1, 3)
         # Cast and apply the error model
-        ranges = scene.cast(origins, directions, spec.range_max_m).range_m.astype(np.float64)
-        ranges += self._rng.normal(0.0, spec.noise_stddev_m, ranges.shape)
-        invalid = (~np.isfinite(ranges) | (ranges < spec.range_min_m)
-                   | (ranges > spec.range_max_m)
-                   | (self._rng.random(ranges.shape) < self.dropout_probability))
+        ranges = scene.cast_ranges(origins, directions, spec.range_max_m)
+        ranges += self._rng.standard_normal(ranges.shape, dtype=np.float32) * np.float32(
+            spec.noise_stddev_m)
+        invalid = ((ranges < spec.range_min_m) | ~(ranges <= spec.range_max_m)
+                   | (self._rng.random(ranges.shape, dtype=np.float32)
+                      < self.dropout_probability))
         ranges[invalid] = np.inf
         # Points in the sensor frame at the end of the sweep
         valid = ~invalid
@@ -86,7 +90,7 @@ class Lidar:
         T_sensor_world = np.linalg.inv(T_world_sensor_end)
         points = world_points @ T_sensor_world[:3, :3].T + T_sensor_world[:3, 3]
         shape = (spec.vertical_samples, spec.horizontal_samples)
-        return LidarScan(stamp_ns, ranges.reshape(shape).astype(np.float32), self.azimuths_rad,
+        return LidarScan(stamp_ns, ranges.reshape(shape), self.azimuths_rad,
                          self.elevations_rad, points.astype(np.float32))
 
 

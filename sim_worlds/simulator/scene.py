@@ -471,6 +471,31 @@ class RaycastScene:
             t_hit[missed] = np.inf
         return RayHits(t_hit, point, normal, geometry_index, uv)
 
+    def cast_ranges(
+        self,
+        origins_m: NDArray[np.floating],
+        directions: NDArray[np.floating],
+        max_range_m: float = math.inf,
+    ) -> NDArray[np.float32]:
+        """Only the ranges of ``cast`` (inf for misses): what a lidar needs, at half the cost."""
+        count = origins_m.shape[0]
+        rays = np.empty((count, 6), dtype=np.float32)
+        rays[:, :3] = origins_m
+        rays[:, 3:] = directions
+        result = self._scene.cast_rays(open3d.core.Tensor.from_numpy(rays), self._threads)
+        t_hit: NDArray[np.float32] = result["t_hit"].numpy().copy()
+        triangle: NDArray[np.uint32] = np.minimum(result["primitive_ids"].numpy(), self._sentinel)
+        part: NDArray[np.int8] = np.take(self._tri_part, triangle)
+        curved = np.flatnonzero(part)
+        if curved.size:
+            geometry_index: NDArray[np.int32] = np.take(self._tri_geometry, triangle)
+            scratch_normal = np.empty((count, 3), dtype=np.float32)
+            scratch_uv = np.empty((count, 2), dtype=np.float32)
+            self._refine_curved(curved, part[curved], geometry_index, rays, t_hit,
+                                scratch_normal, scratch_uv)
+        t_hit[t_hit > max_range_m] = np.inf
+        return t_hit
+
     def _refine_curved(
         self,
         rows: NDArray[np.intp],

@@ -10,6 +10,7 @@ exteroceptive sensors that have come due: lidar, camera, BeiDou (under open sky 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,9 @@ class Simulation:
                                 floor=self.floor_heights)
         self.body.settle()
         self._signed_distance_m = 0.0
+        self.timing_s = {"lidar": 0.0, "camera": 0.0}
+        """Wall time spent in each sensor model, for benchmarks and progress output."""
+        self.counts = {"lidar": 0, "camera": 0}
         self._setup_sensors()
 
     # --- setup -------------------------------------------------------------------------------
@@ -295,18 +299,23 @@ class Simulation:
         events: list[SimEvent] = []
         T_world_base = self.T_world_base()
         if self.lidar is not None and self._due("lidar"):
+            started = time.perf_counter()
             T_world_lidar = T_world_base @ self.T_base_lidar
             scan = self.lidar.scan(self.scene, self.now_ns, T_world_lidar,
                                    self._T_world_lidar_last)
             self._T_world_lidar_last = T_world_lidar
             events.append(LidarFrame(self.now_ns, scan, T_world_lidar))
+            self._account("lidar", started)
         if self.camera is not None and self._due("camera"):
+            started = time.perf_counter()
             T_world_camera = T_world_base @ self.T_base_camera
             ambient = (self.config.daylight_ambient
                        if self.under_open_sky(T_world_camera[:3, 3]) else 0.0)
-            image = self.camera.render(self.scene, T_world_camera, self.mcu.lamp_pct / 100.0
-                                       if self.mcu.lamp_pct else 1.0, ambient)
+            # The MCU's lamp setting dims the lamp; at 0 (never set) it is on full.
+            lamp = self.mcu.lamp_pct / 100.0 if self.mcu.lamp_pct else 1.0
+            image = self.camera.render(self.scene, T_world_camera, lamp, ambient)
             events.append(CameraFrame(self.now_ns, image, T_world_camera))
+            self._account("camera", started)
         if self.navsat is not None and self._due("gnss"):
             fix = self._gnss_fix((T_world_base @ self.T_base_navsat)[:3, 3])
             if fix is not None:
@@ -316,6 +325,10 @@ class Simulation:
             if radio is not None:
                 events.append(radio)
         return events
+
+    def _account(self, sensor: str, started: float) -> None:
+        self.timing_s[sensor] += time.perf_counter() - started
+        self.counts[sensor] += 1
 
     def _gnss_fix(self, antenna_m: FloatArray) -> GnssFix | None:
         if self.navsat is None or self.navsat.navsat is None or not self.under_open_sky(
