@@ -97,12 +97,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Drive the emulated crawler through the real driver node and show its telemetry."""
+    """Drive through the simulated sewer (or, with --bridge, just the emulated MCU)."""
     _ros_defaults()
-    from crawler.demo import run_bridge_demo
+    if args.bridge:
+        from crawler.demo import run_bridge_demo
 
-    status: int = run_bridge_demo(duration_scale=args.speedup)
-    return status
+        status: int = run_bridge_demo(duration_scale=args.speedup)
+        return status
+    from crawler.sim_run import SimOptions, run_sim
+
+    out = Path(args.out)
+    print("crawler demo: the crawler drives the 120 m DN1000 sewer (sewer_dn1000) from manhole "
+          "A to manhole B", flush=True)
+    print("  simulator + real crawler_driver over a pty, lidar and camera on; outputs in "
+          f"{out}/", flush=True)
+    summary = run_sim(SimOptions(world="sewer_dn1000", speed_mps=0.5, out=out, seed=7,
+                                 frame_every_m=20.0))
+    print(f"crawler demo: drove {summary['route_distance_m']} of {summary['route_length_m']} m "
+          f"in {summary['sim_time_s']} s simulated ({summary['wall_time_s']} s wall, "
+          f"x{summary['real_time_factor']} real time); tether {summary['tether_m']} m")
+    print(f"  what the camera saw at each defect: {out / str(summary['contact_sheet'])}")
+    print(f"  lidar map (top view, wall slice):   {out / str(summary['lidar_map'])}")
+    print(f"  all frames: {out / 'frames'}/   trajectory: {out / 'trajectory_truth.tum'}")
+    return 0
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -110,9 +127,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
     _ros_defaults()
     from crawler.sim_run import SimOptions, run_sim
 
-    if args.drive == "teleop":
+    if args.drive == "teleop" and not sys.stdin.isatty():
         raise CrawlerError("keyboard teleop needs a terminal: run `crawler sim WORLD --drive "
                            "none` and publish /cmd_vel, or use --drive route")
+    if args.drive == "teleop" and args.rtf == 0.0:
+        args.rtf = 1.0  # a person drives in real time
     options = SimOptions(world=args.world, drive=args.drive, speed_mps=args.speed,
                          rtf=args.rtf, duration_s=args.duration,
                          out=Path(args.out) if args.out else None, camera=not args.no_camera,
@@ -158,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("world", help="world name (sewer_dn1000, utility_tunnel, "
                      "civil_defence_shelter) or an .sdf path")
     sim.add_argument("--drive", choices=("route", "none", "teleop"), default="route",
-                     help="route: follow the world's route; none: listen to /cmd_vel")
+                     help="route: follow the world's route; teleop: keyboard (w/a/s/d, space, "
+                     "q); none: listen to /cmd_vel")
     sim.add_argument("--speed", type=float, default=0.3, help="route speed, m/s")
     sim.add_argument("--rtf", type=float, default=0.0,
                      help="target real-time factor (0: as fast as possible)")
@@ -169,9 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0)
     sim.set_defaults(func=cmd_sim)
 
-    demo = sub.add_parser("demo", help="drive the emulated crawler and show live telemetry")
+    demo = sub.add_parser("demo", help="drive the crawler through the simulated sewer")
+    demo.add_argument("--out", default="out/demo", help="output folder (default %(default)s)")
+    demo.add_argument("--bridge", action="store_true",
+                      help="only the MCU emulator and the driver node, with live telemetry")
     demo.add_argument("--speedup", type=float, default=1.0,
-                      help="divide the scripted durations by this (default %(default)s)")
+                      help="--bridge: divide the scripted durations by this")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -30,6 +30,7 @@ from rclpy.utilities import try_shutdown
 
 from crawler.config import BridgeConfig, CrawlerConfig
 from crawler.errors import CrawlerError
+from crawler.teleop import HELP, Teleop, raw_terminal, read_key
 from sim_worlds.simulator.errors import SimError
 from sim_worlds.simulator.simulation import (
     CameraFrame,
@@ -113,6 +114,7 @@ class RunOutputs:
         """Write the lidar map, trajectory and summary; return the summary."""
         (self.out / "trajectory_truth.tum").write_text("\n".join(self._trajectory) + "\n")
         map_file = self._write_map()
+        sheet = self._write_contact_sheet()
         summary: dict[str, object] = {
             "world": sim.world.name, "sim_time_s": round(sim.now_ns * 1e-9, 2),
             "wall_time_s": round(wall_s, 2),
@@ -122,10 +124,32 @@ class RunOutputs:
             "body_distance_m": round(sim.body.state.distance_m, 2),
             "track_distance_m": round(sum(sim.mcu.track_pos_m) / 2, 2),
             "tether_m": round(sim.mcu.tether_m, 2),
-            "frames": self.frames_saved, "lidar_map": map_file,
+            "frames": self.frames_saved, "lidar_map": map_file, "contact_sheet": sheet,
         }
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
+
+    def _write_contact_sheet(self) -> str | None:
+        """The defect frames side by side, labelled, in one picture."""
+        frames = [f for f in self.frames_saved if "/defect_" in f]
+        if not frames:
+            return None
+        tiles = []
+        for name in frames:
+            image = cv2.imread(str(self.out / name))
+            if image is None:
+                continue
+            tile = cv2.resize(image, (320, 240), interpolation=cv2.INTER_AREA)
+            label = Path(name).stem.removeprefix("defect_").replace("_at_", " @ ")
+            cv2.putText(tile, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 255), 1,
+                        cv2.LINE_AA)
+            tiles.append(tile)
+        columns = 4
+        while len(tiles) % columns:
+            tiles.append(np.zeros_like(tiles[0]))
+        rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
+        cv2.imwrite(str(self.out / "contact_sheet.png"), np.vstack(rows))
+        return "contact_sheet.png"
 
     def _write_map(self) -> str | None:
         if not self._cloud:
@@ -174,6 +198,10 @@ def run_sim(options: SimOptions, progress: bool = True) -> dict[str, object]:
                                    parameter_overrides=sim_time)
             nodes = [sim_node, driver]
             route_driver = None
+            teleop = None
+            if options.drive == "teleop":
+                teleop = Teleop(parameter_overrides=sim_time)
+                nodes.append(teleop)
             if options.drive == "route":
                 route_driver = RouteDriver(sim.route, options.speed_mps,
                                            parameter_overrides=sim_time)
@@ -185,7 +213,10 @@ def run_sim(options: SimOptions, progress: bool = True) -> dict[str, object]:
             driver.trigger_activate()
             spinner.start()
             wall_start = time.monotonic()
-            _wait(sim_node, route_driver, options, progress, wall_start)
+            if teleop is not None:
+                _teleop(sim_node, teleop, options)
+            else:
+                _wait(sim_node, route_driver, options, progress, wall_start)
             wall_s = time.monotonic() - wall_start
             if sim_node.error is not None:
                 raise CrawlerError(f"simulation failed: {sim_node.error}")
@@ -201,6 +232,23 @@ def run_sim(options: SimOptions, progress: bool = True) -> dict[str, object]:
             for node in nodes:
                 node.destroy_node()
             try_shutdown()
+
+
+def _teleop(sim_node: SimNode, teleop: Teleop, options: SimOptions) -> None:
+    print(HELP, flush=True)
+    sim = sim_node.sim
+    with raw_terminal():
+        while sim_node.running:
+            key = read_key(0.2)
+            if key is not None and not teleop.key(key):
+                break
+            if options.duration_s is not None and sim.now_ns * 1e-9 >= options.duration_s:
+                break
+            s = sim.body.state
+            print(f"\r  cmd {teleop.linear_mps:+.2f} m/s {teleop.angular_radps:+.1f} rad/s  "
+                  f"route {sim.route_distance_m():6.1f} m  pose ({s.x_m:7.2f}, {s.y_m:6.2f})  ",
+                  end="", flush=True)
+    print()
 
 
 def _wait(sim_node: SimNode, route_driver: RouteDriver | None, options: SimOptions,
