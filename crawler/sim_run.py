@@ -58,6 +58,7 @@ class SimOptions:
     lidar: bool = True
     seed: int = 0
     frame_every_m: float = 10.0
+    planar_scan_samples: int = 0
 
 
 @dataclass
@@ -175,7 +176,8 @@ def _defects(sim: Simulation) -> dict[str, float]:
 
 def run_sim(options: SimOptions, progress: bool = True) -> dict[str, object]:
     """Run ``crawler sim``; return its summary (empty without ``out``)."""
-    config = SimConfig(seed=options.seed, camera=options.camera, lidar=options.lidar)
+    config = SimConfig(seed=options.seed, camera=options.camera, lidar=options.lidar,
+                       planar_scan_samples=options.planar_scan_samples)
     with tempfile.TemporaryDirectory(prefix="crawler-sim-") as tmp:
         rclpy.init()
         nodes: list[rclpy.node.Node] = []

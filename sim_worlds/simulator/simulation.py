@@ -24,7 +24,7 @@ from navigation.path import Polyline
 from sim_worlds.simulator.body import BodyParams, BodyState, CrawlerBody
 from sim_worlds.simulator.camera import Camera, Lamp
 from sim_worlds.simulator.errors import SimError
-from sim_worlds.simulator.lidar import Lidar, LidarScan
+from sim_worlds.simulator.lidar import Lidar, LidarScan, planar_spec
 from sim_worlds.simulator.scene import RaycastScene
 from sim_worlds.simulator.sdf import SdfWorld, SensorSpec, load_world
 from sim_worlds.worldgen.truth import WorldTruth, load_truth
@@ -66,6 +66,8 @@ class SimConfig:
     """None: the SDF sensor's update_rate."""
     camera_rate_hz: float | None = None
     lidar_dropout_probability: float = 0.002
+    planar_scan_samples: int = 0
+    """> 0: also a 2D 360-degree scan with this many samples at the lidar, at its rate."""
     slip_dry: float = 0.02
     slip_wet: float = 0.06
     slip_sediment: float = 0.18
@@ -86,6 +88,14 @@ class LidarFrame:
     stamp_ns: int
     scan: LidarScan
     T_world_sensor: FloatArray
+
+
+@dataclass(frozen=True)
+class PlanarScanFrame:
+    """A 2D scan in the lidar's horizontal plane (``scan.ranges_m`` has one row)."""
+
+    stamp_ns: int
+    scan: LidarScan
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,7 @@ class RadioFix:
     nlos: bool
 
 
-SimEvent = LidarFrame | CameraFrame | GnssFix | RadioFix
+SimEvent = LidarFrame | PlanarScanFrame | CameraFrame | GnssFix | RadioFix
 
 
 class Simulation:
@@ -178,6 +188,11 @@ class Simulation:
             self.lidar = Lidar(lidar.lidar, cfg.lidar_dropout_probability, seed=cfg.seed + 1)
             self.T_base_lidar = T_base_world @ lidar.T_world_sensor
             self._period_ns["lidar"] = round(_NS / (cfg.lidar_rate_hz or lidar.update_rate_hz))
+        self.planar: Lidar | None = None
+        if cfg.planar_scan_samples > 0 and lidar is not None and lidar.lidar is not None:
+            spec = planar_spec(cfg.planar_scan_samples, lidar.lidar.range_max_m,
+                               lidar.lidar.noise_stddev_m)
+            self.planar = Lidar(spec, cfg.lidar_dropout_probability, seed=cfg.seed + 3)
         if cfg.camera and camera is not None and camera.camera is not None:
             lamp_light = next((light for light in self.world.lights
                                if light.attached_to and light.attached_to.startswith(
@@ -305,6 +320,9 @@ class Simulation:
                                    self._T_world_lidar_last)
             self._T_world_lidar_last = T_world_lidar
             events.append(LidarFrame(self.now_ns, scan, T_world_lidar))
+            if self.planar is not None:
+                planar = self.planar.scan(self.scene, self.now_ns, T_world_lidar)
+                events.append(PlanarScanFrame(self.now_ns, planar))
             self._account("lidar", started)
         if self.camera is not None and self._due("camera"):
             started = time.perf_counter()

@@ -15,6 +15,7 @@ from sim_worlds.simulator.lidar import Lidar
 from sim_worlds.simulator.sdf import pose_matrix, rotation_from_rpy
 from sim_worlds.simulator.simulation import (
     GnssFix,
+    PlanarScanFrame,
     RadioFix,
     SimConfig,
     Simulation,
@@ -157,3 +158,19 @@ def test_gas_zone_readings(tunnel: Simulation) -> None:
     assert (o2, ch4) == (zone.o2_pct_vol, zone.ch4_pct_vol)
     ambient = tunnel.truth.tunnel.ambient_gas
     assert tunnel.gas_at(np.array([-1000.0, 0.0, 0.0]))[1] == ambient.ch4_pct_vol
+
+
+def test_planar_scan_sees_the_tunnel_walls_at_half_its_width() -> None:
+    sim = Simulation("utility_tunnel", SimConfig(camera=False, planar_scan_samples=360))
+    assert sim.planar is not None and sim.truth.tunnel is not None
+    gallery = sim.truth.tunnel.galleries[0]
+    # Somewhere clear of doors and shafts, on the centreline, heading along the gallery.
+    sim.body.state.x_m = 100.0
+    sim.body.settle()
+    scan = next(e for e in _drive(sim, 0.0, 0.2) if isinstance(e, PlanarScanFrame)).scan
+    left = scan.ranges_m[0][np.argmin(np.abs(scan.azimuths_rad - math.pi / 2))]
+    right = scan.ranges_m[0][np.argmin(np.abs(scan.azimuths_rad + math.pi / 2))]
+    # Cable trays and pipes hang on one wall: that side reads shorter, never longer.
+    assert min(left, right) <= gallery.width_m / 2 + 0.05
+    assert max(left, right) == pytest.approx(gallery.width_m / 2, abs=0.05)
+    assert len(scan.ranges_m[0]) == 360

@@ -9,9 +9,18 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from numpy.typing import NDArray
-from sensor_msgs.msg import CameraInfo, Image, NavSatFix, NavSatStatus, PointCloud2, PointField
+from sensor_msgs.msg import (
+    CameraInfo,
+    Image,
+    LaserScan,
+    NavSatFix,
+    NavSatStatus,
+    PointCloud2,
+    PointField,
+)
 
 from sim_worlds.simulator.camera import focal_px
+from sim_worlds.simulator.lidar import LidarScan
 from sim_worlds.simulator.sdf import CameraSpec
 from sim_worlds.simulator.simulation import GnssFix, RadioFix
 
@@ -35,6 +44,22 @@ def cloud_msg(points_m: NDArray[np.float32], stamp_ns: int, frame_id: str) -> Po
     msg.row_step = 12 * len(points_m)
     msg.data = np.ascontiguousarray(points_m, dtype=np.float32).tobytes()
     msg.is_dense = True
+    return msg
+
+
+def laser_scan_msg(scan: LidarScan, range_min_m: float, range_max_m: float, period_s: float,
+                   frame_id: str) -> LaserScan:
+    """2D scan; no return is +inf (REP-117)."""
+    msg = LaserScan()
+    msg.header.stamp = stamp_msg(scan.stamp_ns)
+    msg.header.frame_id = frame_id
+    azimuths = scan.azimuths_rad
+    msg.angle_min, msg.angle_max = float(azimuths[0]), float(azimuths[-1])
+    msg.angle_increment = float(azimuths[1] - azimuths[0]) if len(azimuths) > 1 else 0.0
+    msg.scan_time = period_s
+    msg.time_increment = period_s / max(len(azimuths), 1)
+    msg.range_min, msg.range_max = range_min_m, range_max_m
+    msg.ranges = scan.ranges_m[0].astype(np.float32).tolist()
     return msg
 
 

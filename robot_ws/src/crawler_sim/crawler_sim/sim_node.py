@@ -4,7 +4,8 @@ A thread steps a ``Simulation`` in simulated time (as fast as allowed by ``rtf``
 real-time factor; 0 runs unpaced), publishes ``/clock`` and the sensor topics, and serves the
 MCU emulator on a pty so that the real ``crawler_driver`` talks to the simulated crawler.
 
-Topics: ``/clock``, ``/points`` (PointCloud2, sensor frame ``lidar_link``),
+Topics: ``/clock``, ``/points`` (PointCloud2, sensor frame ``lidar_link``), ``/scan``
+(LaserScan, with ``SimConfig.planar_scan_samples``),
 ``/camera/image_raw`` + ``/camera/camera_info`` (``camera_link``), ``/gnss/fix`` (NavSatFix,
 only under open sky), ``/radio/fix`` (PoseWithCovarianceStamped in ``map``), and
 ``/sim/ground_truth`` (Odometry ``map`` -> ``base_link``, for tests and scoring only).
@@ -26,7 +27,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.utilities import try_shutdown
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image, NavSatFix, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image, LaserScan, NavSatFix, PointCloud2
 
 from crawler_sim import conversions
 from firmware_bridge.emulator import PtyEmulator
@@ -34,6 +35,7 @@ from sim_worlds.simulator.simulation import (
     CameraFrame,
     GnssFix,
     LidarFrame,
+    PlanarScanFrame,
     RadioFix,
     SimConfig,
     SimEvent,
@@ -62,6 +64,7 @@ class SimNode(Node):
         self._thread = threading.Thread(target=self._run, name="crawler_sim", daemon=True)
         self._pub_clock = self.create_publisher(Clock, "/clock", STATE_QOS)
         self._pub_points = self.create_publisher(PointCloud2, "/points", qos_profile_sensor_data)
+        self._pub_scan = self.create_publisher(LaserScan, "/scan", qos_profile_sensor_data)
         self._pub_image = self.create_publisher(Image, "/camera/image_raw",
                                                 qos_profile_sensor_data)
         self._pub_info = self.create_publisher(CameraInfo, "/camera/camera_info",
@@ -130,6 +133,12 @@ class SimNode(Node):
             case LidarFrame(stamp_ns, scan, _):
                 self._pub_points.publish(conversions.cloud_msg(scan.points_m, stamp_ns,
                                                                "lidar_link"))
+            case PlanarScanFrame(_, scan):
+                planar = self.sim.planar
+                if planar is not None:
+                    self._pub_scan.publish(conversions.laser_scan_msg(
+                        scan, planar.spec.range_min_m, planar.spec.range_max_m, 0.1,
+                        "lidar_link"))
             case CameraFrame(stamp_ns, image, _):
                 self._pub_image.publish(conversions.image_msg(image, stamp_ns, "camera_link"))
                 camera = self.sim.camera
