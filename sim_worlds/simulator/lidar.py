@@ -1,8 +1,10 @@
 """Ray-cast lidar: 3D multi-beam (16 x 1800 by default) or 2D, with noise, dropouts, max range.
 
 Each column of a spinning lidar fires at its own time within the sweep, so a moving robot
-sees the world from a pose that changes along the scan, as a real spinning lidar does. The
-scan is returned in the sensor frame at the sweep's end, the convention of most drivers.
+sees the world from a pose that changes along the scan, as a real spinning lidar does. Like
+a real driver's output, each point is given in the sensor frame at its own firing time (raw,
+not motion-compensated) with its time offset from the scan stamp (the end of the sweep):
+undoing the distortion is the consumer's job.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ class LidarScan:
     azimuths_rad: FloatArray
     elevations_rad: FloatArray
     points_m: NDArray[np.float32]
-    """(M, 3) returns in the sensor frame at the end of the sweep."""
+    """(M, 3) returns, each in the sensor frame at its own firing time."""
+    point_time_offsets_s: NDArray[np.float32]
+    """(M,) firing time of each point relative to ``stamp_ns`` (<= 0: the sweep ends there)."""
 
 
 class Lidar:
@@ -65,10 +69,14 @@ class Lidar:
         # Column firing time as a fraction of the sweep.
         self._column_fraction = (np.arange(spec.horizontal_samples)
                                  / max(spec.horizontal_samples - 1, 1))
+        self._time_fraction = np.broadcast_to(self._column_fraction, el.shape).reshape(-1)
 
     def scan(self, scene: RaycastScene, stamp_ns: int, T_world_sensor_end: FloatArray,
-             T_world_sensor_start: FloatArray | None = None) -> LidarScan:
-        """Sweep from ``T_world_sensor_start`` (default: no motion) to ``T_world_sensor_end``."""
+             T_world_sensor_start: FloatArray | None = None, sweep_s: float = 0.1) -> LidarScan:
+        """Sweep from ``T_world_sensor_start`` (default: no motion) to ``T_world_sensor_end``.
+
+        ``sweep_s`` is the time the sweep takes (the scan period of a spinning lidar).
+        """
         spec = self.spec
         start = T_world_sensor_end if T_world_sensor_start is None else T_world_sensor_start
         # Pose of each column along the sweep (one rotation per column, shared by its beams)
@@ -84,14 +92,14 @@ class Lidar:
                    | (self._rng.random(ranges.shape, dtype=np.float32)
                       < self.dropout_probability))
         ranges[invalid] = np.inf
-        # Points in the sensor frame at the end of the sweep
+        # Raw points: each in the sensor frame of its own firing time
         valid = ~invalid
-        world_points = origins[valid] + directions[valid] * ranges[valid, None]
-        T_sensor_world = np.linalg.inv(T_world_sensor_end)
-        points = world_points @ T_sensor_world[:3, :3].T + T_sensor_world[:3, 3]
+        points = self._dirs_grid.reshape(-1, 3)[valid] * ranges[valid, None]
+        offsets = self._time_fraction[valid] * np.float32(sweep_s) - np.float32(sweep_s)
         shape = (spec.vertical_samples, spec.horizontal_samples)
         return LidarScan(stamp_ns, ranges.reshape(shape), self.azimuths_rad,
-                         self.elevations_rad, points.astype(np.float32))
+                         self.elevations_rad, points.astype(np.float32),
+                         offsets.astype(np.float32))
 
 
 def _interpolate_poses(T_start: FloatArray, T_end: FloatArray,

@@ -317,7 +317,7 @@ class Simulation:
             started = time.perf_counter()
             T_world_lidar = T_world_base @ self.T_base_lidar
             scan = self.lidar.scan(self.scene, self.now_ns, T_world_lidar,
-                                   self._T_world_lidar_last)
+                                   self._T_world_lidar_last, self._period_ns["lidar"] * 1e-9)
             self._T_world_lidar_last = T_world_lidar
             events.append(LidarFrame(self.now_ns, scan, T_world_lidar))
             if self.planar is not None:

@@ -32,17 +32,25 @@ def stamp_msg(stamp_ns: int) -> Time:
     return Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
 
 
-def cloud_msg(points_m: NDArray[np.float32], stamp_ns: int, frame_id: str) -> PointCloud2:
-    """Unorganised x, y, z float32 cloud."""
+def cloud_msg(scan: LidarScan, frame_id: str) -> PointCloud2:
+    """Unorganised cloud of float32 x, y, z and t (firing time relative to the stamp, s).
+
+    Raw points as a spinning lidar driver gives them: each in the sensor frame at its own
+    firing time; ``t`` (<= 0) lets a consumer undo the motion distortion.
+    """
+    points_m = scan.points_m
     msg = PointCloud2()
-    msg.header.stamp = stamp_msg(stamp_ns)
+    msg.header.stamp = stamp_msg(scan.stamp_ns)
     msg.header.frame_id = frame_id
     msg.height, msg.width = 1, len(points_m)
     msg.fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
-                  for i, n in enumerate("xyz")]
-    msg.is_bigendian, msg.point_step = False, 12
-    msg.row_step = 12 * len(points_m)
-    msg.data = np.ascontiguousarray(points_m, dtype=np.float32).tobytes()
+                  for i, n in enumerate(("x", "y", "z", "t"))]
+    msg.is_bigendian, msg.point_step = False, 16
+    msg.row_step = 16 * len(points_m)
+    packed = np.empty((len(points_m), 4), dtype=np.float32)
+    packed[:, :3] = points_m
+    packed[:, 3] = scan.point_time_offsets_s
+    msg.data = packed.tobytes()
     msg.is_dense = True
     return msg
 

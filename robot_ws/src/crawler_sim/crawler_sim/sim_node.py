@@ -130,9 +130,8 @@ class SimNode(Node):
 
     def _publish(self, event: SimEvent) -> None:
         match event:
-            case LidarFrame(stamp_ns, scan, _):
-                self._pub_points.publish(conversions.cloud_msg(scan.points_m, stamp_ns,
-                                                               "lidar_link"))
+            case LidarFrame(_, scan, _):
+                self._pub_points.publish(conversions.cloud_msg(scan, "lidar_link"))
             case PlanarScanFrame(_, scan):
                 planar = self.sim.planar
                 if planar is not None:
