@@ -65,9 +65,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 def cmd_driver(args: argparse.Namespace) -> int:
     """Run the crawler_driver node."""
     _ros_defaults()
-    from crawler_driver.driver_node import run
-
     from crawler.config import BridgeConfig, load_config
+    from crawler_driver.driver_node import run
 
     config = load_config(Path(args.config) if args.config else None)
     if args.port:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import rclpy
-from crawler_driver.driver_node import CrawlerDriver
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
@@ -28,6 +27,7 @@ from std_msgs.msg import Float32MultiArray, Float64
 from std_srvs.srv import SetBool
 
 from crawler.config import BridgeConfig, CrawlerConfig
+from crawler_driver.driver_node import CrawlerDriver
 from firmware_bridge.emulator import McuModel, PtyEmulator
 
 

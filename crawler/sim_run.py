@@ -20,9 +20,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import rclpy
-from crawler_driver.driver_node import CrawlerDriver
-from crawler_sim.route_driver import RouteDriver
-from crawler_sim.sim_node import SimNode
 from numpy.typing import NDArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -31,6 +28,9 @@ from rclpy.utilities import try_shutdown
 from crawler.config import BridgeConfig, CrawlerConfig
 from crawler.errors import CrawlerError
 from crawler.teleop import HELP, Teleop, raw_terminal, read_key
+from crawler_driver.driver_node import CrawlerDriver
+from crawler_sim.route_driver import RouteDriver
+from crawler_sim.sim_node import SimNode
 from sim_worlds.simulator.errors import SimError
 from sim_worlds.simulator.simulation import (
     CameraFrame,

@@ -1,0 +1,255 @@
+"""``crawler bench nav``: four estimators on the same simulated drive of each world.
+
+Each world's route is driven in the headless simulator (pure pursuit on ground truth, at
+``SPEED_MPS``); every sensor event is handed, in the same order, to:
+
+- ``fused``: our lidar odometry + wheel odometry + tether + 5G/BeiDou + site landmarks,
+  smoothed in a factor graph;
+- ``lidar_only``: our lidar odometry alone;
+- ``kiss_icp``: the ``kiss-icp`` package on the same raw scans (its own deskewing);
+- ``wheel_odometry``: the driver's encoder odometry.
+
+All start from the true start pose (a crew starts at a surveyed manhole); nothing is aligned
+afterwards: errors are in the site frame. Per world and estimator: ``ate_rmse_m``,
+``final_error_m``, ``drift_pct`` (final error / distance travelled); for ours also
+``ms_per_scan`` and ``real_time_factor`` (scan period / time per scan, one core).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from firmware_bridge.messages import SetTwist
+from navigation.path import pure_pursuit
+from navigation.records import LidarScan3D, OdometrySample, PositionFix
+from navigation.wheel_odometry import WheelOdometry
+from sim_worlds.simulator.simulation import LidarFrame, SimConfig, Simulation
+
+FloatArray = NDArray[np.float64]
+SPEED_MPS = 0.8
+COMMAND_PERIOD_STEPS = 20
+ODOMETRY_PERIOD_STEPS = 4  # 50 Hz encoder telemetry at the 200 Hz physics step
+
+
+@dataclass(frozen=True)
+class Extrinsics:
+    """Mounting of the lidar on the robot."""
+
+    T_base_lidar: FloatArray
+
+
+class Estimator(Protocol):
+    """What the benchmark feeds and reads back; every method takes ground-truth-free data."""
+
+    name: str
+    seconds: float
+    """Wall time spent inside the estimator."""
+
+    def on_scan(self, scan: LidarScan3D) -> None:
+        """A raw lidar sweep."""
+
+    def on_odometry(self, sample: OdometrySample) -> None:
+        """A wheel-odometry sample."""
+
+    def on_fix(self, fix: PositionFix) -> None:
+        """A 5G or BeiDou position fix."""
+
+    def on_tether(self, stamp_ns: int, length_m: float) -> None:
+        """A cable-counter reading."""
+
+    def trajectory(self) -> list[tuple[int, FloatArray]]:
+        """(stamp_ns, T_site_base) estimates, in time order."""
+
+
+@dataclass
+class WheelOnly:
+    """Dead reckoning from the encoders, anchored at the start pose."""
+
+    T_site_start: FloatArray
+    name: str = "wheel_odometry"
+    seconds: float = 0.0
+    _poses: list[tuple[int, FloatArray]] = field(default_factory=list)
+
+    def on_scan(self, scan: LidarScan3D) -> None:
+        """Not used."""
+
+    def on_odometry(self, sample: OdometrySample) -> None:
+        """Chain the odometry pose onto the start pose."""
+        self._poses.append((sample.stamp_ns, self.T_site_start @ sample.T_odom_base))
+
+    def on_fix(self, fix: PositionFix) -> None:
+        """Not used."""
+
+    def on_tether(self, stamp_ns: int, length_m: float) -> None:
+        """Not used."""
+
+    def trajectory(self) -> list[tuple[int, FloatArray]]:
+        """The chained poses."""
+        return self._poses
+
+
+class KissIcpBaseline:
+    """KISS-ICP (Vizzo et al., RA-L 2023) on the raw scans, from the true start pose."""
+
+    name = "kiss_icp"
+
+    def __init__(self, T_site_start: FloatArray, extrinsics: Extrinsics, max_range_m: float,
+                 sweep_s: float) -> None:
+        from kiss_icp.config import KISSConfig
+        from kiss_icp.kiss_icp import KissICP
+
+        config = KISSConfig()
+        config.data.max_range = max_range_m
+        config.data.min_range = 0.3
+        config.mapping.voxel_size = max_range_m / 100.0  # KISS-ICP's own default rule
+        self._icp = KissICP(config)
+        self._T_site_lidar0 = T_site_start @ extrinsics.T_base_lidar
+        self._T_lidar_base = np.linalg.inv(extrinsics.T_base_lidar)
+        self._sweep_s = sweep_s
+        self._poses: list[tuple[int, FloatArray]] = []
+        self.seconds = 0.0
+
+    def on_scan(self, scan: LidarScan3D) -> None:
+        """Register the sweep; KISS-ICP deskews to mid-sweep, so that is the pose's time."""
+        started = time.perf_counter()
+        offsets = scan.point_time_offsets_s
+        fraction = (np.zeros(len(scan.points_m)) if offsets is None
+                    else np.clip(offsets / self._sweep_s + 1.0, 0.0, 1.0))
+        self._icp.register_frame(scan.points_m.astype(np.float64), fraction.astype(np.float64))
+        T_site_base = self._T_site_lidar0 @ self._icp.last_pose @ self._T_lidar_base
+        self._poses.append((scan.stamp_ns - round(self._sweep_s * 5e8), T_site_base))
+        self.seconds += time.perf_counter() - started
+
+    def on_odometry(self, sample: OdometrySample) -> None:
+        """Not used: KISS-ICP is lidar-only."""
+
+    def on_fix(self, fix: PositionFix) -> None:
+        """Not used."""
+
+    def on_tether(self, stamp_ns: int, length_m: float) -> None:
+        """Not used."""
+
+    def trajectory(self) -> list[tuple[int, FloatArray]]:
+        """Its poses."""
+        return self._poses
+
+
+@dataclass
+class Drive:
+    """Ground truth of a drive, for scoring."""
+
+    truth_stamps_ns: list[int] = field(default_factory=list)
+    truth_positions_m: list[FloatArray] = field(default_factory=list)
+    distance_m: float = 0.0
+    scans: int = 0
+    sim_seconds: float = 0.0
+
+    def position_at(self, stamp_ns: int) -> FloatArray:
+        """True position at ``stamp_ns`` (linear interpolation)."""
+        stamps = np.asarray(self.truth_stamps_ns)
+        i = int(np.clip(np.searchsorted(stamps, stamp_ns), 1, len(stamps) - 1))
+        t0, t1 = stamps[i - 1], stamps[i]
+        w = 0.0 if t1 == t0 else float(np.clip((stamp_ns - t0) / (t1 - t0), 0.0, 1.0))
+        return (1 - w) * self.truth_positions_m[i - 1] + w * self.truth_positions_m[i]
+
+
+def drive_world(world: str, estimators_for: Callable[[Simulation], list[Estimator]],
+                progress: Callable[[str], None], max_sim_s: float | None = None,
+                seed: int = 1) -> tuple[Drive, list[Estimator]]:
+    """Drive the whole route once, feeding every estimator the same events."""
+    sim = Simulation(world, SimConfig(camera=False, seed=seed))
+    estimators = estimators_for(sim)
+    mcu = sim.mcu
+    odometry = WheelOdometry(mcu.params.ticks_per_m, mcu.params.track_width_m)
+    drive = Drive()
+    route_end = sim.route.length_m - 0.5
+    step = 0
+    last_report = time.monotonic()
+    while sim.route_distance_m() < route_end and (max_sim_s is None
+                                                   or sim.now_ns * 1e-9 < max_sim_s):
+        if step % COMMAND_PERIOD_STEPS == 0:
+            s = sim.body.state
+            mcu.handle(SetTwist(*pure_pursuit(sim.route, s.x_m, s.y_m, s.yaw_rad, 0.8,
+                                              SPEED_MPS)))
+        events = sim.step()
+        step += 1
+        T_true = sim.T_world_base()
+        drive.truth_stamps_ns.append(sim.now_ns)
+        drive.truth_positions_m.append(T_true[:3, 3].copy())
+        if step % ODOMETRY_PERIOD_STEPS == 0:
+            left, right = (round(p * mcu.params.ticks_per_m) for p in mcu.track_pos_m)
+            state = odometry.update(sim.now_ns, left, right)
+            sample = OdometrySample(sim.now_ns, _planar_pose(state.x_m, state.y_m,
+                                                             state.yaw_rad))
+            for estimator in estimators:
+                estimator.on_odometry(sample)
+        for event in events:
+            if isinstance(event, LidarFrame):
+                scan = LidarScan3D(event.stamp_ns, event.scan.points_m,
+                                   event.scan.point_time_offsets_s)
+                drive.scans += 1
+                for estimator in estimators:
+                    estimator.on_scan(scan)
+        if time.monotonic() - last_report > 10.0:
+            last_report = time.monotonic()
+            progress(f"{world}: {sim.route_distance_m():.0f} / {sim.route.length_m:.0f} m")
+    drive.distance_m = sim.body.state.distance_m
+    drive.sim_seconds = sim.now_ns * 1e-9
+    return drive, estimators
+
+
+def _planar_pose(x_m: float, y_m: float, yaw_rad: float) -> FloatArray:
+    T = np.eye(4)
+    c, s = math.cos(yaw_rad), math.sin(yaw_rad)
+    T[:2, :2] = [[c, -s], [s, c]]
+    T[:2, 3] = x_m, y_m
+    return T
+
+
+def score(drive: Drive, estimator: Estimator) -> dict[str, float]:
+    """ATE RMSE, final error and drift of ``estimator``'s trajectory against the truth."""
+    trajectory = estimator.trajectory()
+    if not trajectory:
+        return {"ate_rmse_m": math.nan, "final_error_m": math.nan, "drift_pct": math.nan}
+    errors = np.array([np.linalg.norm(T[:3, 3] - drive.position_at(stamp))
+                       for stamp, T in trajectory])
+    final = float(errors[-1])
+    return {"ate_rmse_m": round(float(np.sqrt(np.mean(errors**2))), 3),
+            "final_error_m": round(final, 3),
+            "drift_pct": round(100.0 * final / max(drive.distance_m, 1e-9), 3)}
+
+
+def run(quick: bool = False, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the benchmark and return its JSON-ready result."""
+    worlds: dict[str, Any] = {}
+    for world in ("sewer_dn1000", "utility_tunnel", "civil_defence_shelter"):
+
+        def estimators_for(sim: Simulation) -> list[Estimator]:
+            T_start = sim.T_world_base()
+            assert sim.lidar is not None
+            extrinsics = Extrinsics(sim.T_base_lidar)
+            return [WheelOnly(T_start),
+                    KissIcpBaseline(T_start, extrinsics, sim.lidar.spec.range_max_m, 0.1)]
+
+        progress(f"{world}: driving the route at {SPEED_MPS} m/s")
+        drive, estimators = drive_world(world, estimators_for, progress,
+                                        max_sim_s=30.0 if quick else None)
+        result: dict[str, Any] = {"distance_m": round(drive.distance_m, 1), "scans": drive.scans}
+        for estimator in estimators:
+            figures: dict[str, Any] = score(drive, estimator)
+            if drive.scans:
+                ms = 1e3 * estimator.seconds / drive.scans
+                figures["ms_per_scan"] = round(ms, 2)
+                figures["real_time_factor"] = round(100.0 / max(ms, 1e-9), 2)
+            result[estimator.name] = figures
+        worlds[world] = result
+        progress(f"{world}: {result}")
+    return {"benchmark": "nav", "worlds": worlds, "cores": os.cpu_count()}
