@@ -1,0 +1,485 @@
+"""FusedLocalizer on synthetic drives: tether and slip, robust fixes, lidar loss and
+degeneracy, honest covariance, geodesy, tf, custom-factor Jacobians."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+import gtsam
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from navigation.fusion import (
+    FusedLocalizer,
+    FusionConfig,
+    K,
+    LocalizerNotInitializedError,
+    RobustKernel,
+    S,
+    X,
+    lidar_information_in_base,
+    scaled_odometry_error,
+    tether_error,
+)
+from navigation.geodesy import GeodeticOrigin, SiteFrame
+from navigation.records import FixSource, LidarOdometryResult, OdometrySample, PositionFix
+from navigation.site import Axis, Landmark, LandmarkKind, Site, SiteType, TetherCalibration
+
+FloatArray = NDArray[np.float64]
+NS = 1_000_000_000
+SWAP = np.block([[np.zeros((3, 3)), np.eye(3)], [np.eye(3), np.zeros((3, 3))]])
+T_BASE_LIDAR = np.array([[1.0, 0, 0, 0.2], [0, 1, 0, 0], [0, 0, 1, 0.35], [0, 0, 0, 1]])
+ORIGIN = GeodeticOrigin(30.5928, 114.3055, 23.5, 90.0)
+
+
+def _site(stretch_nominal: float = 0.004, stretch_sigma: float = 0.001,
+          start_distance_m: float = 0.0) -> Site:
+    axis = Axis("A/B", ((0.0, 0.0, 0.0), (600.0, 0.0, 0.0)), start_distance_m)
+    return Site("synthetic", SiteType.PIPE, ORIGIN, (axis,),
+                (Landmark("MH-B", LandmarkKind.MANHOLE, (100.0, 0.0, 0.0), 0.6, "A/B", 100.0),),
+                TetherCalibration("A/B", start_distance_m, stretch_nominal, stretch_sigma))
+
+
+def _planar(x: float, y: float, yaw: float) -> FloatArray:
+    T = np.eye(4)
+    T[:2, :2] = [[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]]
+    T[:2, 3] = x, y
+    return T
+
+
+@dataclass(frozen=True)
+class Drive:
+    """True motion: constant speed and turn rate from a start pose."""
+
+    speed_mps: float = 0.5
+    yaw_rate_radps: float = 0.0
+    duration_s: float = 60.0
+
+    def pose(self, t_s: float) -> FloatArray:
+        """T_site_base at ``t_s``."""
+        v, w = self.speed_mps, self.yaw_rate_radps
+        if abs(w) < 1e-12:
+            return _planar(v * t_s, 0.0, 0.0)
+        return _planar(v / w * math.sin(w * t_s), v / w * (1 - math.cos(w * t_s)), w * t_s)
+
+    def stamps_ns(self, rate_hz: float) -> list[int]:
+        """Sample stamps at ``rate_hz`` after t = 0, up to the end."""
+        n = round(self.duration_s * rate_hz)
+        return [round(i * NS / rate_hz) for i in range(1, n + 1)]
+
+
+Event = tuple[int, int, Callable[[], object]]
+
+
+def _wheel_events(loc: FusedLocalizer, drive: Drive, *, scale: float = 1.0,
+                  rng: np.random.Generator | None = None, along_sigma_per_m: float = 0.0,
+                  yaw_sigma_per_m: float = 0.0, yaw_bias_per_m: float = 0.0,
+                  rate_hz: float = 50.0) -> list[Event]:
+    """Encoder odometry: true increments, translation times ``scale``, plus noise."""
+    start = OdometrySample(0, np.eye(4))
+    events: list[Event] = [(0, 0, lambda: loc.add_wheel_odometry(start))]
+    T_odom = np.eye(4)
+    previous = drive.pose(0.0)
+    for stamp in drive.stamps_ns(rate_hz):
+        current = drive.pose(stamp / NS)
+        step = np.linalg.inv(previous) @ current
+        previous = current
+        distance = float(np.linalg.norm(step[:3, 3]))
+        along = scale * step[0, 3]
+        yaw = math.atan2(step[1, 0], step[0, 0]) + yaw_bias_per_m * distance
+        if rng is not None:
+            along += rng.normal(0.0, along_sigma_per_m * distance + 1e-12)
+            yaw += rng.normal(0.0, yaw_sigma_per_m * distance + 1e-12)
+        T_odom = T_odom @ _planar(along, scale * step[1, 3], yaw)
+        sample = OdometrySample(stamp, T_odom.copy())
+        events.append((stamp, 0, lambda s=sample: loc.add_wheel_odometry(s)))
+    return events
+
+
+def _lidar_events(loc: FusedLocalizer, drive: Drive, *, information: FloatArray,
+                  degenerate: FloatArray | None = None, rng: np.random.Generator | None = None,
+                  x_translation_m: float | None = None,
+                  lost: tuple[float, float] | None = None) -> list[Event]:
+    """Lidar odometry at 10 Hz: true sensor motion, noise drawn from ``information``."""
+    events: list[Event] = []
+    covariance = np.linalg.inv(information)
+    previous = drive.pose(0.0) @ T_BASE_LIDAR
+    for stamp in drive.stamps_ns(10.0):
+        current = drive.pose(stamp / NS) @ T_BASE_LIDAR
+        T_prev_curr = np.linalg.inv(previous) @ current
+        previous = current
+        if lost is not None and lost[0] <= stamp / NS < lost[1]:
+            continue
+        if rng is not None:
+            xi = rng.multivariate_normal(np.zeros(6), covariance)
+            T_prev_curr = T_prev_curr @ gtsam.Pose3.Expmap(SWAP @ xi).matrix()
+        if x_translation_m is not None:
+            T_prev_curr[0, 3] = x_translation_m
+        result = LidarOdometryResult(stamp, current, T_prev_curr, information,
+                                     np.zeros((0, 6)) if degenerate is None else degenerate, 0.9)
+        events.append((stamp, 1, lambda r=result: loc.add_lidar_odometry(r, T_BASE_LIDAR)))
+    return events
+
+
+def _fix_events(loc: FusedLocalizer, drive: Drive, *, sigma_m: float,
+                rng: np.random.Generator, source: FixSource = FixSource.RADIO_5G,
+                outlier: tuple[float, FloatArray] | None = None,
+                delay_s: float = 0.0) -> list[Event]:
+    """1 Hz fixes around the true position; ``outlier`` = (time, offset) of a wrong one."""
+    events: list[Event] = []
+    covariance = sigma_m**2 * np.eye(3)
+    for stamp in drive.stamps_ns(1.0):
+        position = drive.pose(stamp / NS)[:3, 3] + rng.normal(0.0, sigma_m, 3)
+        if outlier is not None and abs(stamp / NS - outlier[0]) < 1e-6:
+            position = drive.pose(stamp / NS)[:3, 3] + outlier[1]
+        fix = PositionFix(stamp, position, covariance, source)
+        events.append((stamp + round(delay_s * NS), 2, lambda f=fix: loc.add_position_fix(f)))
+    return events
+
+
+def _imu_events(loc: FusedLocalizer, drive: Drive, rate_hz: float = 100.0) -> list[Event]:
+    """Gyro yaw rate and AHRS tilt (level floor), noise-free."""
+    events: list[Event] = []
+    for stamp in drive.stamps_ns(rate_hz):
+        events.append((stamp, 4, lambda s=stamp: loc.add_imu_yaw_rate(s, drive.yaw_rate_radps)))
+        events.append((stamp, 4, lambda s=stamp: loc.add_imu_tilt(s, 0.0, 0.0)))
+    return events
+
+
+def _tether_events(loc: FusedLocalizer, drive: Drive, stretch: float) -> list[Event]:
+    events: list[Event] = []
+    for stamp in drive.stamps_ns(5.0):
+        length = (1.0 + stretch) * drive.pose(stamp / NS)[0, 3]
+        events.append((stamp, 3, lambda s=stamp, L=length: loc.add_tether(s, L)))
+    return events
+
+
+def _run(events: Iterable[Event], every_s: float | None = None,
+         probe: Callable[[int], None] | None = None) -> None:
+    """Deliver events in time order; call ``probe`` every ``every_s`` of stamps."""
+    next_probe = 0
+    for stamp, _, deliver in sorted(events, key=lambda e: (e[0], e[1])):
+        deliver()
+        if probe is not None and every_s is not None and stamp >= next_probe:
+            probe(stamp)
+            next_probe = stamp + round(every_s * NS)
+
+
+def _localizer(site: Site | None = None, config: FusionConfig | None = None,
+               sigma_m: float = 0.01) -> FusedLocalizer:
+    loc = FusedLocalizer(site or _site(), config)
+    loc.initialize(np.eye(4), 0, np.diag([sigma_m**2] * 3 + [0.001**2] * 3))
+    return loc
+
+
+# --- tether and slip -------------------------------------------------------------------------
+
+SLIP_DRIVE = Drive(speed_mps=0.5, duration_s=200.0)  # 100 m along x
+
+
+def test_tether_with_estimated_stretch_corrects_6_percent_wheel_slip() -> None:
+    loc = _localizer()
+    _run(_wheel_events(loc, SLIP_DRIVE, scale=1.06) + _tether_events(loc, SLIP_DRIVE, 0.004))
+    estimate = loc.estimate()
+    assert estimate.T_site_base[0, 3] == pytest.approx(100.0, abs=0.1)
+    assert estimate.distance_m == pytest.approx(100.0, abs=0.1)
+    assert estimate.tether_stretch == pytest.approx(0.004, abs=0.0005)
+    assert estimate.wheel_scale == pytest.approx(1.06, abs=0.005)
+    # Without the tether the encoders' 6 % over-reading stands.
+    alone = _localizer()
+    _run(_wheel_events(alone, SLIP_DRIVE, scale=1.06))
+    assert alone.estimate().T_site_base[0, 3] == pytest.approx(106.0, abs=0.1)
+
+
+def test_stretch_is_learned_when_the_far_manhole_is_reached() -> None:
+    loc = _localizer(_site(stretch_nominal=0.0, stretch_sigma=0.01))
+    _run(_wheel_events(loc, SLIP_DRIVE, scale=1.06) + _tether_events(loc, SLIP_DRIVE, 0.004))
+    assert loc.estimate().T_site_base[0, 3] == pytest.approx(100.4, abs=0.1)  # uncalibrated
+    assert loc.add_landmark(SLIP_DRIVE.stamps_ns(50.0)[-1], "MH-B", 0.05)
+    estimate = loc.estimate()
+    assert estimate.tether_stretch == pytest.approx(0.004, abs=0.001)
+    assert estimate.T_site_base[0, 3] == pytest.approx(100.0, abs=0.1)
+
+
+# --- robust absolute fixes -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("source", "sigma_m"), [(FixSource.RADIO_5G, 0.47),
+                                                 (FixSource.BEIDOU, 1.0)])
+def test_a_wrong_fix_20_m_off_barely_moves_the_estimate(source: FixSource,
+                                                        sigma_m: float) -> None:
+    # The wrong fix is the last one: the estimate right after it is the most exposed.
+    drive = Drive(speed_mps=0.5, duration_s=20.0)
+    estimates: list[FloatArray] = []
+    for outlier in (None, (20.0, np.array([20.0, 0.0, 0.0]))):
+        loc = _localizer()
+        rng = np.random.default_rng(3)
+        _run(_wheel_events(loc, drive, scale=1.03, rng=rng, along_sigma_per_m=0.01,
+                           yaw_sigma_per_m=0.005)
+             + _fix_events(loc, drive, sigma_m=sigma_m, rng=rng, source=source,
+                           outlier=outlier))
+        estimates.append(loc.estimate().position_m)
+    assert np.linalg.norm(estimates[1] - estimates[0]) < 0.2
+
+
+def test_an_outlier_without_robust_kernel_would_have_moved_it() -> None:
+    # The same data as above with a wide Huber kernel: the wrong fix pulls metres.
+    drive = Drive(speed_mps=0.5, duration_s=20.0)
+    results = []
+    for outlier in (None, (20.0, np.array([20.0, 0.0, 0.0]))):
+        loc = _localizer(config=FusionConfig(fix_kernel=RobustKernel.HUBER,
+                                             fix_kernel_width=1000.0))
+        rng = np.random.default_rng(3)
+        _run(_wheel_events(loc, drive, scale=1.03, rng=rng, along_sigma_per_m=0.01,
+                           yaw_sigma_per_m=0.005)
+             + _fix_events(loc, drive, sigma_m=0.47, rng=rng, outlier=outlier))
+        results.append(loc.estimate().position_m)
+    assert np.linalg.norm(results[1] - results[0]) > 2.0
+
+
+# --- lidar ------------------------------------------------------------------------------------
+
+# A well-constrained scan: 2 mm and 0.5 mrad per scan (ROS order x, y, z, roll, pitch, yaw).
+FULL_INFO = np.diag([2.5e5, 2.5e5, 2.5e5, 4e6, 4e6, 4e6])
+
+
+def test_losing_lidar_grows_the_covariance_and_its_return_shrinks_it() -> None:
+    # 5G fixes every second; lidar lost from 20 to 30 s, wheels (6 % slip) alone meanwhile.
+    drive = Drive(speed_mps=1.0, yaw_rate_radps=0.01, duration_s=50.0)
+    runs: dict[str, dict[float, tuple[float, float]]] = {}
+    for name, lost in (("lost", (20.0, 30.0)), ("control", None)):
+        loc = _localizer()
+        rng = np.random.default_rng(7)
+        history: dict[float, tuple[float, float]] = {}
+
+        def probe(stamp: int, loc: FusedLocalizer = loc,
+                  history: dict[float, tuple[float, float]] = history) -> None:
+            estimate = loc.estimate()
+            truth = drive.pose(estimate.stamp_ns / NS)[:3, 3]
+            history[round(estimate.stamp_ns / NS)] = (
+                math.sqrt(float(np.trace(estimate.covariance[:2, :2]))),
+                float(np.linalg.norm(estimate.position_m[:2] - truth[:2])))
+
+        _run(_wheel_events(loc, drive, scale=1.06, rng=rng, along_sigma_per_m=0.02,
+                           yaw_sigma_per_m=0.01)
+             + _lidar_events(loc, drive, information=FULL_INFO, rng=rng, lost=lost)
+             + _fix_events(loc, drive, sigma_m=0.47, rng=rng), every_s=1.0, probe=probe)
+        runs[name] = history
+    lost_run, control = runs["lost"], runs["control"]
+    assert lost_run[19][0] == pytest.approx(control[19][0], rel=0.01)
+    assert lost_run[30][0] > 1.3 * control[30][0]  # grows faster on wheels alone
+    assert lost_run[50][0] < 0.95 * lost_run[30][0]  # lidar back: shrinks
+    assert all(error < 3.0 * sigma and error < 0.5 for sigma, error in lost_run.values())
+
+
+def test_degenerate_lidar_direction_does_not_pull_along_the_pipe() -> None:
+    # In a pipe the scan says "no motion along the axis" with (almost) no information there.
+    drive = Drive(speed_mps=0.5, duration_s=20.0)
+    degenerate_info = np.diag([1e-3, 1e4, 1e4, 1e6, 1e6, 1e6])
+    final_x = {}
+    for name, info, flagged in (("degenerate", degenerate_info, np.eye(6)[:1]),
+                                ("trusted", np.diag([1e6, 1e4, 1e4, 1e6, 1e6, 1e6]), None)):
+        loc = _localizer()
+        rng = np.random.default_rng(11)
+        _run(_wheel_events(loc, drive, rng=rng, along_sigma_per_m=0.01)
+             + _lidar_events(loc, drive, information=info, degenerate=flagged,
+                             x_translation_m=0.0))
+        final_x[name] = loc.estimate().T_site_base[0, 3]
+    assert final_x["degenerate"] == pytest.approx(10.0, abs=0.2)
+    assert final_x["trusted"] < 5.0  # the same wrong scans, trusted, drag the robot back
+
+
+# --- covariance honesty ----------------------------------------------------------------------
+
+
+def test_reported_covariance_contains_the_true_error_over_20_seeds() -> None:
+    drive = Drive(speed_mps=0.5, yaw_rate_radps=0.05, duration_s=15.0)
+    config = FusionConfig()
+    normalized: list[FloatArray] = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        loc = _localizer(config=config, sigma_m=0.01)
+        _run(_wheel_events(loc, drive, scale=1.0 + rng.normal(0.0, 0.03), rng=rng,
+                           along_sigma_per_m=config.wheel_along_sigma_per_m,
+                           yaw_sigma_per_m=config.wheel_yaw_sigma_rad_per_m)
+             + _lidar_events(loc, drive, information=FULL_INFO, rng=rng)
+             + _fix_events(loc, drive, sigma_m=0.47, rng=rng))
+        estimate = loc.estimate()
+        error = estimate.position_m - drive.pose(estimate.stamp_ns / NS)[:3, 3]
+        yaw_error = math.remainder(math.atan2(estimate.T_site_base[1, 0],
+                                              estimate.T_site_base[0, 0])
+                                   - drive.yaw_rate_radps * estimate.stamp_ns / NS, math.tau)
+        sigma = np.sqrt(np.diag(estimate.covariance))
+        normalized.append(np.abs(np.append(error, yaw_error)) / sigma[[0, 1, 2, 5]])
+    z = np.array(normalized)
+    assert np.all(z < 3.0), z.max(axis=0)
+    assert np.mean(z**2) > 0.05  # honest, not absurdly conservative
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+def test_geodetic_position_matches_geodesy_for_the_site_origin() -> None:
+    T_start = _planar(120.0, -35.0, 0.7)
+    T_start[2, 3] = -4.0
+    loc = FusedLocalizer(_site())
+    loc.initialize(T_start, 0)
+    estimate = loc.estimate()
+    expected = SiteFrame(ORIGIN).to_geodetic(T_start[:3, 3])[0]
+    assert (estimate.latitude_deg, estimate.longitude_deg) == pytest.approx(
+        tuple(expected[:2]), abs=1e-9)
+    assert estimate.height_m == pytest.approx(expected[2], abs=1e-6)
+    at_origin = FusedLocalizer(_site())
+    at_origin.initialize(np.eye(4), 0)
+    e = at_origin.estimate()
+    assert (e.latitude_deg, e.longitude_deg) == pytest.approx(
+        (ORIGIN.latitude_deg, ORIGIN.longitude_deg), abs=1e-9)
+    assert e.height_m == pytest.approx(ORIGIN.height_m, abs=1e-6)
+
+
+def test_map_to_odom_counter_and_initial_covariance() -> None:
+    site = _site(start_distance_m=-0.6)
+    T_start = site.axes[0].pose_at(5.0)
+    covariance = np.diag([0.04, 0.01, 0.0025, 1e-4, 1e-4, 4e-4])
+    loc = FusedLocalizer(site)
+    loc.initialize(T_start, 0, covariance)
+    np.testing.assert_allclose(loc.estimate().covariance, covariance, atol=1e-9)
+    drive = Drive(speed_mps=0.5, duration_s=10.0)
+    events = _wheel_events(loc, drive)
+    _run(events)
+    estimate = loc.estimate()
+    assert estimate.axis == "A/B"
+    assert estimate.distance_m == pytest.approx(10.0, abs=1e-3)
+    assert estimate.T_map_odom is not None
+    T_odom_base = drive.pose(estimate.stamp_ns / NS)
+    np.testing.assert_allclose(estimate.T_map_odom @ T_odom_base, estimate.T_site_base,
+                               atol=1e-6)
+    np.testing.assert_allclose(estimate.T_map_odom, T_start, atol=1e-6)
+
+
+def test_trajectory_smooth_and_order() -> None:
+    drive = Drive(speed_mps=0.5, yaw_rate_radps=0.05, duration_s=10.0)
+    loc = _localizer()
+    rng = np.random.default_rng(1)
+    _run(_wheel_events(loc, drive, rng=rng, along_sigma_per_m=0.02)
+         + _fix_events(loc, drive, sigma_m=0.47, rng=rng))
+    trajectory = loc.trajectory()
+    stamps = [s for s, _ in trajectory]
+    assert stamps == sorted(stamps) and len(stamps) > 20
+    smoothed = loc.smooth()
+    assert [s for s, _ in smoothed] == stamps
+    for (_, a), (_, b) in zip(trajectory, smoothed, strict=True):
+        np.testing.assert_allclose(a[:3, 3], b[:3, 3], atol=0.05)
+
+
+def test_nothing_happens_before_initialize() -> None:
+    loc = FusedLocalizer(_site())
+    assert not loc.add_wheel_odometry(OdometrySample(0, np.eye(4)))
+    assert not loc.add_tether(0, 0.0)
+    assert not loc.add_position_fix(PositionFix(0, np.zeros(3), np.eye(3), FixSource.BEIDOU))
+    with pytest.raises(LocalizerNotInitializedError):
+        loc.estimate()
+    loc.initialize(np.eye(4), 10)
+    assert not loc.add_tether(5, 0.0)  # older than the start
+    with pytest.raises(KeyError, match="MH-Z"):
+        loc.add_landmark(20, "MH-Z", 0.1)
+
+
+def test_late_fixes_attach_to_the_key_at_their_stamp() -> None:
+    # Exact fixes delivered 0.5 s late, while the robot drives at 1 m/s on over-reading wheels.
+    drive = Drive(speed_mps=1.0, duration_s=30.0)
+    loc = _localizer()
+    rng = np.random.default_rng(5)
+    _run(_wheel_events(loc, drive, scale=1.06)
+         + _fix_events(loc, drive, sigma_m=0.05, rng=rng, delay_s=0.5))
+    estimate = loc.estimate()
+    truth = drive.pose(estimate.stamp_ns / NS)[:3, 3]
+    assert np.linalg.norm(estimate.position_m - truth) < 0.1
+
+
+def test_gyro_yaw_rate_corrects_wheel_heading_drift() -> None:
+    drive = Drive(speed_mps=0.5, yaw_rate_radps=0.02, duration_s=40.0)
+    final_yaw_error = {}
+    for with_gyro in (False, True):
+        loc = _localizer()
+        _run(_wheel_events(loc, drive, yaw_bias_per_m=0.01)
+             + (_imu_events(loc, drive) if with_gyro else []))
+        T = loc.estimate().T_site_base
+        yaw = math.atan2(T[1, 0], T[0, 0])
+        final_yaw_error[with_gyro] = abs(yaw - drive.yaw_rate_radps * drive.duration_s)
+    assert final_yaw_error[False] > 0.15
+    assert final_yaw_error[True] < 0.1 * final_yaw_error[False]
+
+
+# --- building blocks ------------------------------------------------------------------------
+
+
+def _numerical_jacobians(error: Callable[[gtsam.Values], FloatArray], values: gtsam.Values,
+                         keys: list[int]) -> list[FloatArray]:
+    jacobians = []
+    eps = 1e-6
+    for key in keys:
+        columns = []
+        is_pose = values.atPose3(key) if _is_pose(values, key) else None
+        dim = 6 if is_pose is not None else 1
+        for i in range(dim):
+            plus, minus = gtsam.Values(values), gtsam.Values(values)
+            if is_pose is not None:
+                delta = np.zeros(6)
+                delta[i] = eps
+                plus.update(key, is_pose.retract(delta))
+                minus.update(key, is_pose.retract(-delta))
+            else:
+                plus.update(key, values.atDouble(key) + eps)
+                minus.update(key, values.atDouble(key) - eps)
+            columns.append((error(plus) - error(minus)) / (2 * eps))
+        jacobians.append(np.column_stack(columns))
+    return jacobians
+
+
+def _is_pose(values: gtsam.Values, key: int) -> bool:
+    return gtsam.Symbol(key).chr() == ord("x")
+
+
+def test_custom_factor_jacobians_match_finite_differences() -> None:
+    rng = np.random.default_rng(2)
+    X_i = gtsam.Pose3(gtsam.Rot3.RzRyRx(*rng.normal(0, 0.2, 3)), rng.normal(0, 1, 3))
+    X_j = gtsam.Pose3(gtsam.Rot3.RzRyRx(*rng.normal(0, 0.2, 3)), rng.normal(0, 1, 3))
+    increment = gtsam.Pose3(gtsam.Rot3.Yaw(0.1), np.array([0.3, 0.02, 0.0]))
+    values = gtsam.Values()
+    values.insert(X(0), X_i)
+    values.insert(X(1), X_j)
+    values.insert(K(1), 1.07)
+    values.insert(S(1), 0.004)
+    axis = Axis("bent", ((0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (2.0, 1.5, 0.1)), -0.5)
+    cases = [
+        (scaled_odometry_error(increment), [X(0), X(1), K(1)]),
+        (tether_error(axis, -0.5, 1.9, np.array([0.2, -0.1, 0.05])), [X(1), S(1)]),
+    ]
+    for error, keys in cases:
+        factor = gtsam.CustomFactor(gtsam.noiseModel.Unit.Create(1), keys, error)
+        analytic: list[FloatArray] = [np.zeros(0)] * len(keys)
+        error(factor, values, analytic)
+        numeric = _numerical_jacobians(lambda v, e=error, f=factor: e(f, v, None), values, keys)
+        for a, n in zip(analytic, numeric, strict=True):
+            np.testing.assert_allclose(a, n, atol=1e-5)
+
+
+def test_lidar_information_is_reordered_floored_and_moved_to_base() -> None:
+    info_ros = np.diag([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    result = LidarOdometryResult(0, np.eye(4), np.eye(4), info_ros, np.zeros((0, 6)), 1.0)
+    np.testing.assert_allclose(lidar_information_in_base(result, np.eye(4), 1e-6),
+                               np.diag([4.0, 5.0, 6.0, 1.0, 2.0, 3.0]), atol=1e-12)
+    # A flagged direction loses its information even when the Hessian claims some.
+    flagged = replace(result, degenerate_directions=np.eye(6)[:1])
+    info = lidar_information_in_base(flagged, np.eye(4), 1e-6)
+    assert info[3, 3] == pytest.approx(1e-6) and info[4, 4] == pytest.approx(2.0)
+    # A lidar turned 90 degrees about z: its x is base y.
+    T_base_sensor = _planar(0.0, 0.0, math.pi / 2)
+    info = lidar_information_in_base(replace(flagged, information=np.diag([1e-9, 1e4, 1e4, 1e6,
+                                                                            1e6, 1e6])),
+                                     T_base_sensor, 1e-6)
+    assert info[4, 4] == pytest.approx(1e-6, abs=1e-9) and info[3, 3] == pytest.approx(1e4)
