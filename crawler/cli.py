@@ -145,6 +145,54 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_slam_run(args: argparse.Namespace) -> int:
+    """Offline lidar SLAM on a bag."""
+    from navigation.bag_io import BagError
+    from navigation.offline import run_offline_slam
+    from navigation.site import SiteFileError, load_site
+
+    try:
+        site = load_site(Path(args.site)) if args.site else None
+        result = run_offline_slam(Path(args.bag), Path(args.out), site,
+                                  progress=lambda line: print(f"  {line}", flush=True))
+    except (BagError, SiteFileError) as err:
+        raise CrawlerError(str(err).splitlines()[0]) from err
+    print(f"crawler slam: {result.scans} scans, {result.distance_m:.1f} m; wrote "
+          + ", ".join(str(p) for p in result.files)
+          + (f" ({result.skipped_messages} unreadable messages skipped)"
+             if result.skipped_messages else ""))
+    return 0
+
+
+def cmd_slam_info(args: argparse.Namespace) -> int:
+    """What a bag holds."""
+    from navigation.bag_io import BagError, bag_summary
+
+    try:
+        print(bag_summary(Path(args.bag)).format())
+    except BagError as err:
+        raise CrawlerError(str(err).splitlines()[0]) from err
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """Drive a simulated world and record a bag."""
+    from sim_worlds.simulator.errors import SimError
+    from sim_worlds.simulator.recording import record_drive
+
+    try:
+        summary = record_drive(args.world, Path(args.bag), duration_s=args.duration,
+                               speed_mps=args.speed, planar_scan_samples=args.scan_2d,
+                               seed=args.seed, lidar_3d=not args.no_3d,
+                               cloud_voxel_m=args.cloud_voxel,
+                               progress=lambda line: print(f"  {line}", flush=True))
+    except (SimError, ValueError) as err:
+        raise CrawlerError(str(err).splitlines()[0]) from err
+    print(f"crawler record: {summary.bag_path} ({summary.bag_bytes / 1e6:.1f} MB, "
+          f"{summary.sim_s:.0f} s simulated, {summary.true_distance_m:.1f} m driven)")
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -190,6 +238,30 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also publish /scan: a 2D 360-degree scan of N samples")
     sim.add_argument("--seed", type=int, default=0)
     sim.set_defaults(func=cmd_sim)
+
+    slam = sub.add_parser("slam", help="offline lidar SLAM on recorded bags")
+    slam_sub = slam.add_subparsers(dest="slam_command", required=True, metavar="COMMAND",
+                                   parser_class=_Parser)
+    slam_run = slam_sub.add_parser("run", help="SLAM over a ROS 2 bag (MCAP or sqlite3)")
+    slam_run.add_argument("bag", help="bag folder, .mcap or .db3 file")
+    slam_run.add_argument("--out", required=True, help="output folder")
+    slam_run.add_argument("--site", help="site file (docs/site_file.md): site frame, fixes")
+    slam_run.set_defaults(func=cmd_slam_run)
+    slam_info = slam_sub.add_parser("info", help="topics, types, counts and duration of a bag")
+    slam_info.add_argument("bag")
+    slam_info.set_defaults(func=cmd_slam_info)
+
+    record = sub.add_parser("record", help="drive a simulated world and record a ROS 2 bag")
+    record.add_argument("world")
+    record.add_argument("bag", help="output: a .mcap file or a bag folder")
+    record.add_argument("--duration", type=float, help="simulated seconds (default: the route)")
+    record.add_argument("--speed", type=float, default=0.5)
+    record.add_argument("--scan-2d", type=int, default=720, metavar="N",
+                        help="2D scan samples (0: none)")
+    record.add_argument("--no-3d", action="store_true", help="leave the 3D lidar out")
+    record.add_argument("--cloud-voxel", type=float, help="thin 3D clouds to this voxel (m)")
+    record.add_argument("--seed", type=int, default=0)
+    record.set_defaults(func=cmd_record)
 
     demo = sub.add_parser("demo", help="drive the crawler through the simulated sewer")
     demo.add_argument("--out", default="out/demo", help="output folder (default %(default)s)")

@@ -1,0 +1,96 @@
+"""``crawler slam run`` on recorded bags: simulated 2D/3D, real-data-like 2D, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from navigation.bag_io import BagReader, BagWriter, SensorRole
+from navigation.map_export import read_tum
+from navigation.occupancy import read_map
+from navigation.offline import run_offline_slam
+from navigation.records import OdometrySample
+from sim_worlds.simulator.recording import record_drive, record_realistic_2d
+
+
+def _errors_against_truth(bag: Path, trajectory_file: Path) -> np.ndarray:
+    """Position errors of the trajectory, in the frame of the robot's start pose."""
+    with BagReader(bag) as reader:
+        truth = [(r.stamp_ns, r.data.T_odom_base)  # type: ignore[union-attr]
+                 for r in reader.records([SensorRole.GROUND_TRUTH])]
+    stamps = np.array([s for s, _ in truth])
+    T_start_site = np.linalg.inv(truth[0][1])
+    errors = []
+    for stamp, T in read_tum(trajectory_file):
+        i = int(np.argmin(np.abs(stamps - stamp)))
+        errors.append(np.linalg.norm(T[:3, 3] - (T_start_site @ truth[i][1])[:3, 3]))
+    return np.array(errors)
+
+
+def _odometry_errors(bag: Path) -> float:
+    """Final position error of the bag's own wheel odometry (what SLAM must beat)."""
+    with BagReader(bag) as reader:
+        odometry = [r.data for r in reader.records([SensorRole.ODOMETRY])]
+        truth = [r.data for r in reader.records([SensorRole.GROUND_TRUTH])]
+    assert isinstance(odometry[-1], OdometrySample) and isinstance(truth[-1], OdometrySample)
+    T_true = np.linalg.inv(truth[0].T_odom_base) @ truth[-1].T_odom_base
+    T_odom = np.linalg.inv(odometry[0].T_odom_base) @ odometry[-1].T_odom_base
+    return float(np.linalg.norm(T_true[:3, 3] - T_odom[:3, 3]))
+
+
+@pytest.fixture(scope="module")
+def shelter_2d(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    bag = tmp_path_factory.mktemp("bags") / "shelter_2d.mcap"
+    record_drive("civil_defence_shelter", bag, duration_s=40.0, lidar_3d=False,
+                 planar_scan_samples=720, seed=2)
+    return bag
+
+
+def test_simulated_2d_bag_gives_one_pose_per_scan_and_a_map(shelter_2d: Path,
+                                                             tmp_path: Path) -> None:
+    result = run_offline_slam(shelter_2d, tmp_path / "out")
+    lines = (tmp_path / "out" / "trajectory.tum").read_text().splitlines()
+    with BagReader(shelter_2d) as reader:
+        assert len(lines) == reader.topic_counts[reader.roles[SensorRole.SCAN_2D]]
+    assert len(lines[0].split()) == 8
+    errors = _errors_against_truth(shelter_2d, tmp_path / "out" / "trajectory.tum")
+    assert float(np.sqrt(np.mean(errors**2))) < 0.15
+    grid = read_map(tmp_path / "out" / "map.yaml")
+    assert (grid.cells == 100).sum() > 500 and (grid.cells == 0).sum() > 5000
+    assert result.scans == len(lines)
+
+
+def test_real_data_like_2d_bag_beats_its_odometry(tmp_path: Path) -> None:
+    bag = tmp_path / "real.mcap"
+    record_realistic_2d("civil_defence_shelter", bag, duration_s=45.0, seed=4)
+    run_offline_slam(bag, tmp_path / "out")
+    errors = _errors_against_truth(bag, tmp_path / "out" / "trajectory.tum")
+    assert errors[-1] < 0.5 * _odometry_errors(bag)
+
+
+def test_empty_bag_fails_with_one_line(tmp_path: Path) -> None:
+    bag = tmp_path / "empty.mcap"
+    with BagWriter(bag) as writer:
+        writer.write_odometry(OdometrySample(1, np.eye(4)))
+    result = subprocess.run([sys.executable, "-m", "crawler", "slam", "run", str(bag), "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert str(bag) in result.stderr
+    assert not (tmp_path / "out" / "trajectory.tum").exists()
+
+
+def test_malformed_bag_fails_with_one_line(tmp_path: Path) -> None:
+    bag = tmp_path / "garbage.mcap"
+    bag.write_bytes(bytes(range(256)) * 10)
+    result = subprocess.run([sys.executable, "-m", "crawler", "slam", "run", str(bag), "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"crawler: error: {bag}")
+    assert len(result.stderr.strip().splitlines()) == 1
