@@ -76,7 +76,8 @@ def cmd_driver(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHMARKS: dict[str, str] = {"firmware": "benchmarks.firmware", "sim": "benchmarks.sim"}
+BENCHMARKS: dict[str, str] = {"firmware": "benchmarks.firmware", "sim": "benchmarks.sim",
+                              "nav": "benchmarks.nav"}
 """Benchmark name -> module with ``run(quick, progress) -> dict``."""
 
 
