@@ -53,6 +53,21 @@ class ImuConfig(_Section):
     yaw_noise_rad: float = Field(0.1, ge=0.0)  # yaw is integrated gyro: it drifts
 
 
+class MountsConfig(_Section):
+    """Where the sensors sit on base_link (the crawler model of sim_worlds)."""
+
+    lidar_xyz_m: tuple[float, float, float] = (0.12, 0.0, 0.39)
+    lidar_rpy_rad: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+class LocalizationConfig(_Section):
+    """The localization nodes."""
+
+    site_file: str = ""  # site file (docs/site_file.md); empty: no site frame, no fixes
+    map_publish_period_s: float = Field(2.0, gt=0.0)
+    pose_publish_period_s: float = Field(0.1, gt=0.0)
+
+
 class FramesConfig(_Section):
     """REP-105 frame names."""
 
@@ -67,11 +82,13 @@ class CrawlerConfig(_Section):
     bridge: BridgeConfig = BridgeConfig()
     robot: RobotConfig = RobotConfig()
     imu: ImuConfig = ImuConfig()
+    mounts: MountsConfig = MountsConfig()
+    localization: LocalizationConfig = LocalizationConfig()
     frames: FramesConfig = FramesConfig()
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-ParamValue = bool | int | float | str
+ParamValue = bool | int | float | str | list[float]
 
 
 def load_config(path: Path | None = None) -> CrawlerConfig:
@@ -132,6 +149,8 @@ def flatten(config: BaseModel, prefix: str = "") -> dict[str, ParamValue]:
         key = f"{prefix}{name}"
         if isinstance(value, BaseModel):
             flat.update(flatten(value, f"{key}."))
+        elif isinstance(value, tuple):
+            flat[key] = [float(v) for v in value]  # ROS parameters have arrays, not tuples
         else:
             flat[key] = value
     return flat

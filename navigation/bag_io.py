@@ -290,7 +290,7 @@ class BagSummary:
         return "\n".join(lines)
 
 
-class _ConversionError(Exception):
+class ConversionError(Exception):
     """A message decoded but does not make a valid record (reason in the message)."""
 
 
@@ -484,7 +484,7 @@ class BagReader:
         try:
             message = self._reader.deserialize(raw, connection.msgtype)
             return _CONVERTERS[role](message, fallback_ns)
-        except (_ConversionError, AnyReaderError, ValueError, TypeError, IndexError, KeyError,
+        except (ConversionError, AnyReaderError, ValueError, TypeError, IndexError, KeyError,
                 AttributeError, AssertionError, UnicodeDecodeError) as err:
             # The serde raises all of these on truncated or garbled CDR.
             reason = _one_line(err) or type(err).__name__
@@ -619,11 +619,12 @@ def _stamp_ns(header: HeaderMsg, fallback_ns: int) -> int:
     return stamp if stamp != 0 else fallback_ns
 
 
-def _scan_from_msg(message: object, fallback_ns: int) -> LaserScan2D:
+def scan_from_msg(message: object, fallback_ns: int) -> LaserScan2D:
+    """A ROS message (rosbags or rclpy: same fields) as a typed record."""
     msg = cast(LaserScanMsg, message)
     ranges = np.asarray(msg.ranges, dtype=np.float32).copy()
     if not (math.isfinite(msg.angle_min) and math.isfinite(msg.angle_increment)):
-        raise _ConversionError(f"angles not finite ({msg.angle_min}, {msg.angle_increment})")
+        raise ConversionError(f"angles not finite ({msg.angle_min}, {msg.angle_increment})")
     return LaserScan2D(_stamp_ns(msg.header, fallback_ns), ranges, float(msg.angle_min),
                        float(msg.angle_increment), float(msg.range_min), float(msg.range_max),
                        float(msg.scan_time), msg.header.frame_id)
@@ -636,7 +637,7 @@ _ABSOLUTE_TIME_S = 1e6
 """Per-point times larger than this (s) are absolute (epoch), not offsets from the stamp."""
 
 
-def _cloud_from_msg(message: object, fallback_ns: int) -> LidarScan3D:
+def cloud_from_msg(message: object, fallback_ns: int) -> LidarScan3D:
     """Raw points (sensor frame); NaN, inf and all-zero (no-return) points are dropped.
 
     Per-point times: a float field is seconds, an integer field nanoseconds; absolute times
@@ -650,23 +651,23 @@ def _cloud_from_msg(message: object, fallback_ns: int) -> LidarScan3D:
     for name in names:
         f = fields.get(name)
         if f is None:
-            raise _ConversionError(f"no field {name} (fields: {', '.join(fields) or 'none'})")
+            raise ConversionError(f"no field {name} (fields: {', '.join(fields) or 'none'})")
         if f.datatype not in _FIELD_DTYPES or f.count != 1:
-            raise _ConversionError(f"field {name} has datatype {f.datatype}, count {f.count}")
+            raise ConversionError(f"field {name} has datatype {f.datatype}, count {f.count}")
         if name in "xyz" and _FIELD_DTYPES[f.datatype][0] != "f":
-            raise _ConversionError(f"field {name} is not float32/float64")
+            raise ConversionError(f"field {name} is not float32/float64")
     endian = ">" if msg.is_bigendian else "<"
     formats = [endian + _FIELD_DTYPES[fields[n].datatype] for n in names]
     offsets = [fields[n].offset for n in names]
     point_step, width, height = int(msg.point_step), int(msg.width), int(msg.height)
     if any(o + np.dtype(fmt).itemsize > point_step for o, fmt in zip(offsets, formats,
                                                                         strict=True)):
-        raise _ConversionError(f"fields overrun point_step {point_step}")
+        raise ConversionError(f"fields overrun point_step {point_step}")
     row_bytes = width * point_step
     row_step = int(msg.row_step) if height > 1 else row_bytes
     data = np.asarray(msg.data, dtype=np.uint8)
     if row_step < row_bytes or data.size < height * row_step:
-        raise _ConversionError(f"data is {data.size} bytes, {height} rows of {width} points "
+        raise ConversionError(f"data is {data.size} bytes, {height} rows of {width} points "
                                f"(point_step {point_step}, row_step {row_step}) need "
                                f"{height * row_step}")
     rows = data[:height * row_step].reshape(height, row_step)[:, :row_bytes]
@@ -688,17 +689,19 @@ def _cloud_from_msg(message: object, fallback_ns: int) -> LidarScan3D:
     return LidarScan3D(stamp_ns, xyz[valid], offsets_s, msg.header.frame_id)
 
 
-def _odometry_from_msg(message: object, fallback_ns: int) -> OdometrySample:
+def odometry_from_msg(message: object, fallback_ns: int) -> OdometrySample:
+    """A ROS message (rosbags or rclpy: same fields) as a typed record."""
     msg = cast(OdometryMsg, message)
     p, q = msg.pose.pose.position, msg.pose.pose.orientation
     T = pose_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
     if not np.isfinite(T).all():
-        raise _ConversionError("pose is not finite")
+        raise ConversionError("pose is not finite")
     covariance = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6).copy()
     return OdometrySample(_stamp_ns(msg.header, fallback_ns), T, covariance)
 
 
-def _navsat_from_msg(message: object, fallback_ns: int) -> GeodeticFix:
+def navsat_from_msg(message: object, fallback_ns: int) -> GeodeticFix:
+    """A ROS message (rosbags or rclpy: same fields) as a typed record."""
     msg = cast(NavSatFixMsg, message)
     covariance = np.asarray(msg.position_covariance, dtype=np.float64).reshape(3, 3).copy()
     return GeodeticFix(_stamp_ns(msg.header, fallback_ns), float(msg.latitude),
@@ -707,7 +710,8 @@ def _navsat_from_msg(message: object, fallback_ns: int) -> GeodeticFix:
                        int(msg.status.service), msg.header.frame_id)
 
 
-def _radio_from_msg(message: object, fallback_ns: int) -> PositionFix:
+def radio_from_msg(message: object, fallback_ns: int) -> PositionFix:
+    """A ROS message (rosbags or rclpy: same fields) as a typed record."""
     msg = cast(PoseWithCovarianceStampedMsg, message)
     p = msg.pose.pose.position
     covariance = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)[:3, :3].copy()
@@ -715,11 +719,13 @@ def _radio_from_msg(message: object, fallback_ns: int) -> PositionFix:
                        covariance, FixSource.RADIO_5G)
 
 
-def _tether_from_msg(message: object, fallback_ns: int) -> TetherLength:
+def tether_from_msg(message: object, fallback_ns: int) -> TetherLength:
+    """A ROS message (rosbags or rclpy: same fields) as a typed record."""
     return TetherLength(fallback_ns, float(cast(Float64Msg, message).data))
 
 
-def _imu_from_msg(message: object, fallback_ns: int) -> ImuReading:
+def imu_from_msg(message: object, fallback_ns: int) -> ImuReading:
+    """A ROS message (rosbags or rclpy: same fields) as a typed record."""
     msg = cast(ImuMsg, message)
     q, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
 
@@ -733,14 +739,14 @@ def _imu_from_msg(message: object, fallback_ns: int) -> ImuReading:
 
 
 _CONVERTERS: dict[SensorRole, Callable[[object, int], SensorRecord]] = {
-    SensorRole.SCAN_2D: _scan_from_msg,
-    SensorRole.CLOUD_3D: _cloud_from_msg,
-    SensorRole.ODOMETRY: _odometry_from_msg,
-    SensorRole.GROUND_TRUTH: _odometry_from_msg,
-    SensorRole.GNSS: _navsat_from_msg,
-    SensorRole.RADIO_FIX: _radio_from_msg,
-    SensorRole.TETHER: _tether_from_msg,
-    SensorRole.IMU: _imu_from_msg,
+    SensorRole.SCAN_2D: scan_from_msg,
+    SensorRole.CLOUD_3D: cloud_from_msg,
+    SensorRole.ODOMETRY: odometry_from_msg,
+    SensorRole.GROUND_TRUTH: odometry_from_msg,
+    SensorRole.GNSS: navsat_from_msg,
+    SensorRole.RADIO_FIX: radio_from_msg,
+    SensorRole.TETHER: tether_from_msg,
+    SensorRole.IMU: imu_from_msg,
 }
 
 

@@ -79,6 +79,32 @@ class MotionPredictor:
         return nearest.T_odom_base
 
 
+class SkyLandmarks:
+    """A BeiDou fix means open sky: the robot is under the manhole or shaft nearest its estimate."""
+
+    def __init__(self, site: Site, config: PipelineConfig) -> None:
+        self.config = config
+        self._candidates = [lm for lm in site.landmarks if lm.kind in SKY_LANDMARKS]
+        self._seen_ns: dict[str, int] = {}
+
+    def observe(self, localizer: FusedLocalizer, stamp_ns: int) -> str | None:
+        """Add the landmark observation to ``localizer``; return its id (None: none near)."""
+        if not localizer.initialized or not self._candidates:
+            return None
+        cfg = self.config
+        here = localizer.estimate().position_m[:2]
+        nearest = min(self._candidates,
+                      key=lambda lm: float(np.linalg.norm(np.asarray(lm.position_m)[:2] - here)))
+        distance = float(np.linalg.norm(np.asarray(nearest.position_m)[:2] - here))
+        last = self._seen_ns.get(nearest.id)
+        if distance > cfg.sky_landmark_reach_m or (
+                last is not None and stamp_ns - last < cfg.landmark_repeat_s * 1e9):
+            return None
+        self._seen_ns[nearest.id] = stamp_ns
+        localizer.add_landmark(stamp_ns, nearest.id, cfg.sky_landmark_sigma_m)
+        return nearest.id
+
+
 class LocalizationPipeline:
     """Lidar odometry + fused smoother + landmark detection for one robot on one site."""
 
@@ -91,7 +117,7 @@ class LocalizationPipeline:
         self.lidar_odometry = LidarOdometry(lidar)
         self.localizer = FusedLocalizer(site, fusion)
         self.predictor = MotionPredictor(self.T_base_lidar)
-        self._landmark_seen_ns: dict[str, int] = {}
+        self.sky_landmarks = SkyLandmarks(site, self.config)
         self.last_lidar: LidarOdometryResult | None = None
 
     def initialize(self, T_site_base: FloatArray, stamp_ns: int,
@@ -119,7 +145,7 @@ class LocalizationPipeline:
         """A 5G or BeiDou fix; BeiDou also says there is open sky above."""
         self.localizer.add_position_fix(fix)
         if fix.source is FixSource.BEIDOU:
-            self._sky_landmark(fix.stamp_ns)
+            self.sky_landmarks.observe(self.localizer, fix.stamp_ns)
 
     def on_tether(self, stamp_ns: int, length_m: float) -> None:
         """A cable-counter reading."""
@@ -132,21 +158,3 @@ class LocalizationPipeline:
     def trajectory(self) -> list[tuple[int, FloatArray]]:
         """(stamp_ns, T_site_base) of every key pose, as smoothed so far."""
         return self.localizer.trajectory()
-
-    def _sky_landmark(self, stamp_ns: int) -> None:
-        if not self.localizer.initialized:
-            return
-        cfg = self.config
-        here = self.localizer.estimate().position_m
-        candidates = [lm for lm in self.site.landmarks if lm.kind in SKY_LANDMARKS]
-        if not candidates:
-            return
-        nearest = min(candidates, key=lambda lm: float(np.linalg.norm(
-            np.asarray(lm.position_m)[:2] - here[:2])))
-        distance = float(np.linalg.norm(np.asarray(nearest.position_m)[:2] - here[:2]))
-        last = self._landmark_seen_ns.get(nearest.id)
-        if distance > cfg.sky_landmark_reach_m or (
-                last is not None and stamp_ns - last < cfg.landmark_repeat_s * 1e9):
-            return
-        self._landmark_seen_ns[nearest.id] = stamp_ns
-        self.localizer.add_landmark(stamp_ns, nearest.id, cfg.sky_landmark_sigma_m)

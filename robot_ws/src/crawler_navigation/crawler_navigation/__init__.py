@@ -1,0 +1,1 @@
+"""ROS 2 adapters around navigation: the slam and localizer nodes."""
