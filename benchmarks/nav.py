@@ -17,6 +17,7 @@ afterwards: errors are in the site frame. Per world and estimator: ``ate_rmse_m`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from firmware_bridge.messages import SetTwist
+from firmware_bridge.messages import Imu, SetTwist
 from navigation.path import pure_pursuit
 from navigation.records import FixSource, LidarScan3D, OdometrySample, PositionFix
 from navigation.wheel_odometry import WheelOdometry
@@ -69,6 +70,9 @@ class Estimator(Protocol):
     def on_tether(self, stamp_ns: int, length_m: float) -> None:
         """A cable-counter reading."""
 
+    def on_tilt(self, stamp_ns: int, roll_rad: float, pitch_rad: float) -> None:
+        """Roll and pitch from the MCU's AHRS."""
+
     def trajectory(self) -> list[tuple[int, FloatArray]]:
         """(stamp_ns, T_site_base) estimates, in time order."""
 
@@ -93,6 +97,9 @@ class WheelOnly:
         """Not used."""
 
     def on_tether(self, stamp_ns: int, length_m: float) -> None:
+        """Not used."""
+
+    def on_tilt(self, stamp_ns: int, roll_rad: float, pitch_rad: float) -> None:
         """Not used."""
 
     def trajectory(self) -> list[tuple[int, FloatArray]]:
@@ -141,6 +148,9 @@ class KissIcpBaseline:
     def on_tether(self, stamp_ns: int, length_m: float) -> None:
         """Not used."""
 
+    def on_tilt(self, stamp_ns: int, roll_rad: float, pitch_rad: float) -> None:
+        """Not used."""
+
     def trajectory(self) -> list[tuple[int, FloatArray]]:
         """Its poses."""
         return self._poses
@@ -155,7 +165,12 @@ class OursFused:
         from navigation.localization import LocalizationPipeline
         from navigation.site import site_from_truth
 
-        self.pipeline = LocalizationPipeline(site_from_truth(sim.truth), extrinsics.T_base_lidar)
+        site = site_from_truth(sim.truth)
+        if site.tether is not None:
+            # The cable counter is calibrated before a mission (against a tape), to 0.1 %.
+            site = dataclasses.replace(site, tether=dataclasses.replace(
+                site.tether, stretch_nominal=sim.config.tether_stretch, stretch_sigma=0.001))
+        self.pipeline = LocalizationPipeline(site, extrinsics.T_base_lidar)
         self.pipeline.initialize(sim.T_world_base(), sim.now_ns)
         self.seconds = 0.0
         self.lidar_seconds = 0.0
@@ -182,6 +197,12 @@ class OursFused:
         """The cable counter."""
         started = time.perf_counter()
         self.pipeline.on_tether(stamp_ns, length_m)
+        self.seconds += time.perf_counter() - started
+
+    def on_tilt(self, stamp_ns: int, roll_rad: float, pitch_rad: float) -> None:
+        """The AHRS's roll and pitch."""
+        started = time.perf_counter()
+        self.pipeline.localizer.add_imu_tilt(stamp_ns, roll_rad, pitch_rad)
         self.seconds += time.perf_counter() - started
 
     def trajectory(self) -> list[tuple[int, FloatArray]]:
@@ -218,6 +239,9 @@ class OursLidarOnly:
         """Not used."""
 
     def on_tether(self, stamp_ns: int, length_m: float) -> None:
+        """Not used."""
+
+    def on_tilt(self, stamp_ns: int, roll_rad: float, pitch_rad: float) -> None:
         """Not used."""
 
     def trajectory(self) -> list[tuple[int, FloatArray]]:
@@ -275,6 +299,10 @@ def drive_world(world: str, estimators_for: Callable[[Simulation], list[Estimato
                                                              state.yaw_rad))
             for estimator in estimators:
                 estimator.on_odometry(sample)
+        if step % TETHER_PERIOD_STEPS == 0:
+            roll, pitch = _tilt(mcu.imu_sample())
+            for estimator in estimators:
+                estimator.on_tilt(sim.now_ns, roll, pitch)
         if tethered and step % TETHER_PERIOD_STEPS == 0:
             for estimator in estimators:
                 estimator.on_tether(sim.now_ns, mcu.tether_m)
@@ -295,6 +323,14 @@ def drive_world(world: str, estimators_for: Callable[[Simulation], list[Estimato
     drive.distance_m = sim.body.state.distance_m
     drive.sim_seconds = sim.now_ns * 1e-9
     return drive, estimators
+
+
+def _tilt(sample: Imu) -> tuple[float, float]:
+    """Roll and pitch of the AHRS quaternion."""
+    x, y, z, w = sample.quat_x, sample.quat_y, sample.quat_z, sample.quat_w
+    roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
+    pitch = math.asin(max(-1.0, min(1.0, 2 * (w * y - z * x))))
+    return roll, pitch
 
 
 def _as_fix(sim: Simulation, event: object) -> PositionFix | None:

@@ -265,7 +265,7 @@ class McuModel:
                 return Encoders(now, _wrap_i32(round(self.track_pos_m[0] * p.ticks_per_m)),
                                 _wrap_i32(round(self.track_pos_m[1] * p.ticks_per_m)))
             case "imu":
-                return self._imu_sample()
+                return self.imu_sample()
             case "battery":
                 frac = self.charge_ah / p.battery_capacity_ah
                 voltage = p.battery_empty_v + frac * (p.battery_full_v - p.battery_empty_v)
@@ -284,7 +284,8 @@ class McuModel:
                 return Status(now, int(self.faults), int(self.estop_latched), self.lamp_pct,
                               env.roll_rad, env.pitch_rad, self.camera_tilt_rad, FIRMWARE_VERSION)
 
-    def _imu_sample(self) -> Imu:
+    def imu_sample(self) -> Imu:
+        """An IMU sample now: noisy specific force and rates, AHRS orientation."""
         p, env = self.params, self.env
         gyro = np.array([0.0, 0.0, self.yaw_rate_radps()]) + self._gyro_bias
         gyro += self._rng.normal(0.0, p.gyro_noise_radps, 3)
