@@ -39,6 +39,7 @@ SPEED_MPS = 0.8
 COMMAND_PERIOD_STEPS = 20
 ODOMETRY_PERIOD_STEPS = 4  # 50 Hz encoder telemetry at the 200 Hz physics step
 TETHER_PERIOD_STEPS = 20  # 10 Hz cable counter
+END_DWELL_S = 3.0  # the crew stops under the end manhole or shaft before recovering the robot
 
 
 OURS = ("fused", "lidar_only")
@@ -277,16 +278,21 @@ def drive_world(world: str, estimators_for: Callable[[Simulation], list[Estimato
     mcu = sim.mcu
     odometry = WheelOdometry(mcu.params.ticks_per_m, mcu.params.track_width_m)
     drive = Drive()
-    route_end = sim.route.length_m - 0.5
+    route_end = sim.route.length_m - 0.1  # stop under the end manhole (or shaft), not short of it
     tethered = sim.truth.pipe is not None  # crawlers are tethered in pipes only
     step = 0
     last_report = time.monotonic()
-    while sim.route_distance_m() < route_end and (max_sim_s is None
-                                                   or sim.now_ns * 1e-9 < max_sim_s):
+    arrived_ns: int | None = None
+    while max_sim_s is None or sim.now_ns * 1e-9 < max_sim_s:
+        if arrived_ns is None and sim.route_distance_m() >= route_end:
+            arrived_ns = sim.now_ns
+        if arrived_ns is not None and sim.now_ns - arrived_ns > END_DWELL_S * 1e9:
+            break
         if step % COMMAND_PERIOD_STEPS == 0:
             s = sim.body.state
-            mcu.handle(SetTwist(*pure_pursuit(sim.route, s.x_m, s.y_m, s.yaw_rad, 0.8,
-                                              SPEED_MPS)))
+            twist = ((0.0, 0.0) if arrived_ns is not None else
+                     pure_pursuit(sim.route, s.x_m, s.y_m, s.yaw_rad, 0.8, SPEED_MPS))
+            mcu.handle(SetTwist(*twist))
         events = sim.step()
         step += 1
         T_true = sim.T_world_base()

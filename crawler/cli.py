@@ -136,7 +136,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
                          rtf=args.rtf, duration_s=args.duration,
                          out=Path(args.out) if args.out else None, camera=not args.no_camera,
                          lidar=not args.no_lidar, seed=args.seed,
-                         planar_scan_samples=args.scan_2d)
+                         planar_scan_samples=args.scan_2d, localize=args.localize)
     print(f"crawler sim: {args.world}, driving: {args.drive}", flush=True)
     summary = run_sim(options)
     if summary:
@@ -237,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--no-lidar", action="store_true")
     sim.add_argument("--scan-2d", type=int, default=0, metavar="N",
                      help="also publish /scan: a 2D 360-degree scan of N samples")
+    sim.add_argument("--localize", action="store_true",
+                     help="also run the slam and localizer nodes (site file from the world)")
     sim.add_argument("--seed", type=int, default=0)
     sim.set_defaults(func=cmd_sim)
 

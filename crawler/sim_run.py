@@ -9,6 +9,7 @@ defect), a top-down lidar map, the true trajectory and a summary in that folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tempfile
@@ -25,12 +26,15 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.utilities import try_shutdown
 
-from crawler.config import BridgeConfig, CrawlerConfig
+from crawler.config import BridgeConfig, CrawlerConfig, LocalizationConfig, MountsConfig
 from crawler.errors import CrawlerError
 from crawler.teleop import HELP, Teleop, raw_terminal, read_key
 from crawler_driver.driver_node import CrawlerDriver
+from crawler_navigation.localizer_node import LocalizerNode
+from crawler_navigation.slam_node import SlamNode
 from crawler_sim.route_driver import RouteDriver
 from crawler_sim.sim_node import SimNode
+from navigation.site import dump_site, site_from_truth
 from sim_worlds.simulator.errors import SimError
 from sim_worlds.simulator.simulation import (
     CameraFrame,
@@ -59,6 +63,7 @@ class SimOptions:
     seed: int = 0
     frame_every_m: float = 10.0
     planar_scan_samples: int = 0
+    localize: bool = False
 
 
 @dataclass
@@ -199,6 +204,9 @@ def run_sim(options: SimOptions, progress: bool = True) -> dict[str, object]:
             driver = CrawlerDriver(CrawlerConfig(bridge=BridgeConfig(port=str(sim_node.link_path))),
                                    parameter_overrides=sim_time)
             nodes = [sim_node, driver]
+            localizer = None
+            if options.localize:
+                localizer = _localization_nodes(sim, Path(tmp), sim_time, nodes)
             route_driver = None
             teleop = None
             if options.drive == "teleop":
@@ -218,7 +226,7 @@ def run_sim(options: SimOptions, progress: bool = True) -> dict[str, object]:
             if teleop is not None:
                 _teleop(sim_node, teleop, options)
             else:
-                _wait(sim_node, route_driver, options, progress, wall_start)
+                _wait(sim_node, route_driver, options, progress, wall_start, localizer)
             wall_s = time.monotonic() - wall_start
             if sim_node.error is not None:
                 raise CrawlerError(f"simulation failed: {sim_node.error}")
@@ -253,8 +261,26 @@ def _teleop(sim_node: SimNode, teleop: Teleop, options: SimOptions) -> None:
     print()
 
 
+def _localization_nodes(sim: Simulation, tmp: Path, sim_time: list[Parameter],
+                        nodes: list[rclpy.node.Node]) -> LocalizerNode:
+    """The slam and localizer nodes, on a site file derived from the world's ground truth."""
+    site = site_from_truth(sim.truth)
+    if site.tether is not None:  # the cable counter is calibrated before a mission
+        site = dataclasses.replace(site, tether=dataclasses.replace(
+            site.tether, stretch_nominal=sim.config.tether_stretch, stretch_sigma=0.001))
+    site_file = tmp / "site.yaml"
+    site_file.write_text(dump_site(site))
+    mounts = MountsConfig(lidar_xyz_m=tuple(float(v) for v in sim.T_base_lidar[:3, 3]))
+    config = CrawlerConfig(mounts=mounts,
+                           localization=LocalizationConfig(site_file=str(site_file)))
+    slam = SlamNode(config, parameter_overrides=sim_time)
+    localizer = LocalizerNode(config, parameter_overrides=sim_time)
+    nodes += [slam, localizer]
+    return localizer
+
+
 def _wait(sim_node: SimNode, route_driver: RouteDriver | None, options: SimOptions,
-          progress: bool, wall_start: float) -> None:
+          progress: bool, wall_start: float, localizer: LocalizerNode | None = None) -> None:
     sim = sim_node.sim
     last_print = 0.0
     while sim_node.running:
@@ -271,5 +297,15 @@ def _wait(sim_node: SimNode, route_driver: RouteDriver | None, options: SimOptio
             print(f"  sim {sim_s:7.1f} s  x{sim_s / max(wall, 1e-9):4.1f} real time  "
                   f"route {sim.route_distance_m():6.1f}/{sim.route.length_m:.0f} m  "
                   f"pose ({s.x_m:7.2f}, {s.y_m:6.2f}, {s.z_m:5.2f}) "
-                  f"yaw {math.degrees(s.yaw_rad):6.1f} deg  tether {sim.mcu.tether_m:6.1f} m",
-                  flush=True)
+                  f"yaw {math.degrees(s.yaw_rad):6.1f} deg  tether {sim.mcu.tether_m:6.1f} m"
+                  + _localization_line(sim, localizer), flush=True)
+
+
+def _localization_line(sim: Simulation, localizer: LocalizerNode | None) -> str:
+    if localizer is None or not localizer.localizer.initialized:
+        return ""
+    estimate = localizer.localizer.estimate()
+    error_m = float(np.linalg.norm(estimate.position_m - sim.T_world_base()[:3, 3]))
+    sigma_m = math.sqrt(max(float(np.trace(estimate.covariance[:2, :2])), 0.0))
+    return (f"  localized: {estimate.axis} {estimate.distance_m or 0.0:6.2f} m, "
+            f"error {error_m:.2f} m (sigma {sigma_m:.2f})")

@@ -406,6 +406,34 @@ def tether_error(axis: Axis, zero_distance_m: float, length_m: float,
     return error
 
 
+def axis_offset_error(axis: Axis, point_in_key_m: FloatArray,
+                      vertical_offset_m: float) -> ErrorFunction:
+    """Error of "this point of the key frame lies on the axis": (lateral, vertical) offsets.
+
+    With d the unit direction of the nearest axis segment through a, the lateral axis is
+    n1 = z x d (normalised) and the vertical one n2 = d x n1; the error is
+    (n1 . (X p - a), n2 . (X p - a) - vertical_offset_m).
+    """
+
+    def error(this: gtsam.CustomFactor, values: gtsam.Values,
+              jacobians: list[FloatArray] | None) -> FloatArray:
+        pose = values.atPose3(this.keys()[0])
+        H_point = np.zeros((3, 6), order="F")
+        point = pose.transformFrom(point_in_key_m, H_point)
+        chainage, direction = axis.chainage_and_direction(point)
+        foot = axis.point_at(chainage)
+        lateral = np.cross([0.0, 0.0, 1.0], direction)
+        lateral /= max(float(np.linalg.norm(lateral)), 1e-9)
+        vertical = np.cross(direction, lateral)
+        basis = np.vstack([lateral, vertical])
+        if jacobians is not None:
+            jacobians[0] = basis @ H_point
+        residual: FloatArray = basis @ (point - foot) - np.array([0.0, vertical_offset_m])
+        return residual
+
+    return error
+
+
 class FusedLocalizer:
     """Smooths wheel and lidar odometry, gyro, tether, 5G, BeiDou and landmarks (iSAM2).
 
@@ -588,6 +616,24 @@ class FusedLocalizer:
                              self.config.landmark_kernel_width)
         self._add_factor(gtsam.GPSFactorArm(X(at.index), np.asarray(landmark.position_m),
                                             at.T_key_at[:3, 3].copy(), noise))
+        self._update()
+        return True
+
+    def add_axis_offset(self, stamp_ns: int, sigma_lateral_m: float, sigma_vertical_m: float,
+                        vertical_offset_m: float = 0.0, axis_name: str | None = None) -> bool:
+        """The robot is on the axis now (a crawler on a pipe's invert line), within sigmas."""
+        if not self.initialized or stamp_ns < self._key_stamps_ns[0]:
+            return False
+        # Key pose at the stamp
+        at = self._attach(stamp_ns)
+        point = at.T_key_at[:3, 3].copy()
+        T_site_point = self._latest_pose.matrix()
+        axis, _ = self.site.locate(T_site_point[:3, 3], axis_name or self._axis_name)
+        # Offset factor from the axis, robust (a lateral connection or a bend can mislead)
+        noise = self._robust(gtsam.noiseModel.Diagonal.Sigmas(
+            np.array([sigma_lateral_m, sigma_vertical_m])), self.config.landmark_kernel_width)
+        self._add_factor(gtsam.CustomFactor(noise, [X(at.index)],
+                                            axis_offset_error(axis, point, vertical_offset_m)))
         self._update()
         return True
 

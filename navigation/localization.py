@@ -30,7 +30,7 @@ from navigation.records import (
     OdometrySample,
     PositionFix,
 )
-from navigation.site import LandmarkKind, Site
+from navigation.site import LandmarkKind, Site, SiteType
 
 FloatArray = NDArray[np.float64]
 SKY_LANDMARKS = (LandmarkKind.MANHOLE, LandmarkKind.SHAFT)
@@ -46,6 +46,12 @@ class PipelineConfig:
     sky_landmark_sigma_m: float = 0.5
     landmark_repeat_s: float = 10.0
     """The same landmark is not observed again within this time."""
+    pipe_axis_every_n_scans: int = 5
+    """In a pipe the crawler rides the invert: every n scans, "on the axis" within sigmas."""
+    pipe_axis_sigma_lateral_m: float = 0.05
+    pipe_axis_sigma_vertical_m: float = 0.03
+    pipe_axis_vertical_offset_m: float = 0.02
+    """base_link above the invert line (the tracks straddle the invert)."""
 
 
 class MotionPredictor:
@@ -118,6 +124,7 @@ class LocalizationPipeline:
         self.localizer = FusedLocalizer(site, fusion)
         self.predictor = MotionPredictor(self.T_base_lidar)
         self.sky_landmarks = SkyLandmarks(site, self.config)
+        self._scans = 0
         self.last_lidar: LidarOdometryResult | None = None
 
     def initialize(self, T_site_base: FloatArray, stamp_ns: int,
@@ -138,6 +145,13 @@ class LocalizationPipeline:
         result = self.lidar_odometry.register(scan, guess)
         # Smoother: lidar along its constrained directions only
         self.localizer.add_lidar_odometry(result, self.T_base_lidar)
+        # In a pipe the crawler rides the invert line of the site's axis
+        self._scans += 1
+        cfg = self.config
+        if self.site.site_type is SiteType.PIPE and self._scans % cfg.pipe_axis_every_n_scans == 0:
+            self.localizer.add_axis_offset(scan.stamp_ns, cfg.pipe_axis_sigma_lateral_m,
+                                           cfg.pipe_axis_sigma_vertical_m,
+                                           cfg.pipe_axis_vertical_offset_m)
         self.last_lidar = result
         return result
 

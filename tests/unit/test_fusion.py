@@ -483,3 +483,23 @@ def test_lidar_information_is_reordered_floored_and_moved_to_base() -> None:
                                                                             1e6, 1e6])),
                                      T_base_sensor, 1e-6)
     assert info[4, 4] == pytest.approx(1e-6, abs=1e-9) and info[3, 3] == pytest.approx(1e4)
+
+
+# --- riding the pipe's invert ----------------------------------------------------------------
+
+
+def test_axis_offset_holds_a_heading_biased_crawler_on_the_pipe_axis() -> None:
+    drive = Drive(speed_mps=0.5, duration_s=120.0)  # 60 m straight along the axis
+    drifting = _localizer()
+    _run(_wheel_events(drifting, drive, yaw_bias_per_m=0.002))
+    free = drifting.estimate().position_m
+
+    held = _localizer()
+    axis_events: list[Event] = [(s, 5, lambda s=s: held.add_axis_offset(s, 0.05, 0.03))
+                                for s in drive.stamps_ns(2.0)]
+    _run(_wheel_events(held, drive, yaw_bias_per_m=0.002) + axis_events)
+    on_axis = held.estimate().position_m
+    assert abs(free[1]) > 1.0  # the biased heading walks the estimate off the pipe...
+    assert abs(on_axis[1]) < 0.1  # ...the invert line holds it on
+    assert abs(on_axis[2]) < 0.05
+    assert on_axis[0] == pytest.approx(60.0, abs=1.5)  # along the pipe: still odometry's
