@@ -1,8 +1,10 @@
 """``localizer``: the fused pose in the site frame, latitude/longitude and the pipe counter.
 
 Subscribes ``/odom/wheel``, ``/slam/odometry`` (its covariance tells which directions the
-scans constrained), ``/gnss/fix`` (BeiDou), ``/radio/fix`` (5G), ``/tether/length``;
-publishes at ``localization.pose_publish_period_s``: ``/localization/pose``
+scans constrained), ``/imu`` (gyro yaw rate, AHRS roll and pitch), ``/gnss/fix`` (BeiDou),
+``/radio/fix`` (5G), ``/tether/length``; measurements wait 0.3 s in a queue so that they
+reach the smoother in stamp order (topics arrive interleaved); it publishes at
+``localization.pose_publish_period_s``: ``/localization/pose``
 (PoseWithCovarianceStamped in ``map``, the site frame), ``/localization/geo`` (NavSatFix,
 CGCS2000), ``/localization/axis_distance`` (Float64: distance along the current pipe or
 gallery, the counter a crew reads) with ``/localization/axis`` (String: its name), and
@@ -12,6 +14,10 @@ needs ``tf2_msgs``, which has no PyPI wheel).
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +27,9 @@ from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
 from nav_msgs.msg import Odometry
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.utilities import try_shutdown
-from sensor_msgs.msg import NavSatFix, NavSatStatus
+from sensor_msgs.msg import Imu, NavSatFix, NavSatStatus
 from std_msgs.msg import Float64, String
 
 from crawler.config import CrawlerConfig
@@ -45,6 +51,8 @@ from navigation.records import FixSource, LidarOdometryResult, PositionFix
 from navigation.site import SiteFileError, load_site
 
 QOS = QoSProfile(depth=10)
+REORDER_DELAY_NS = 300_000_000
+"""Measurements wait this long (node clock) so they reach the smoother in stamp order."""
 
 
 class LocalizerNode(Node):
@@ -66,6 +74,8 @@ class LocalizerNode(Node):
         self.localizer = FusedLocalizer(self.site)
         self._sky = SkyLandmarks(self.site, PipelineConfig())
         self._last_slam: tuple[int, np.ndarray] | None = None
+        self._queue: list[tuple[int, int, Callable[[], object]]] = []
+        self._sequence = itertools.count()
         self._pub_pose = self.create_publisher(PoseWithCovarianceStamped, "/localization/pose",
                                                QOS)
         self._pub_geo = self.create_publisher(NavSatFix, "/localization/geo", QOS)
@@ -79,7 +89,18 @@ class LocalizerNode(Node):
         self.create_subscription(NavSatFix, "/gnss/fix", self._on_gnss, QOS)
         self.create_subscription(PoseWithCovarianceStamped, "/radio/fix", self._on_radio, QOS)
         self.create_subscription(Float64, "/tether/length", self._on_tether, QOS)
+        self.create_subscription(Imu, "/imu", self._on_imu, qos_profile_sensor_data)
         self.create_timer(self.config.localization.pose_publish_period_s, self._publish)
+        self.create_timer(0.05, self._drain)
+
+    def _later(self, stamp_ns: int, deliver: Callable[[], object]) -> None:
+        """Queue a measurement; ``_drain`` hands it over once older ones cannot still come."""
+        heapq.heappush(self._queue, (stamp_ns, next(self._sequence), deliver))
+
+    def _drain(self) -> None:
+        horizon = self._now_ns() - REORDER_DELAY_NS
+        while self._queue and self._queue[0][0] <= horizon:
+            heapq.heappop(self._queue)[2]()
 
     def _now_ns(self) -> int:
         now: int = self.get_clock().now().nanoseconds
@@ -91,7 +112,7 @@ class LocalizerNode(Node):
             # Start at the entry of the site's first axis (manhole A, the tunnel portal).
             entry = self.site.axes[0]
             self.localizer.initialize(entry.pose_at(entry.start_distance_m), sample.stamp_ns)
-        self.localizer.add_wheel_odometry(sample)
+        self._later(sample.stamp_ns, lambda: self.localizer.add_wheel_odometry(sample))
 
     def _on_slam(self, msg: Odometry) -> None:
         stamp = stamp_ns(msg.header.stamp)
@@ -104,10 +125,9 @@ class LocalizerNode(Node):
                        @ self.T_base_lidar)
         information, degenerate = information_from_covariance(
             np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6))
-        T_map_sensor = T_map_base @ self.T_base_lidar
-        self.localizer.add_lidar_odometry(
-            LidarOdometryResult(stamp, T_map_sensor, T_prev_curr, information, degenerate, 1.0),
-            self.T_base_lidar)
+        result = LidarOdometryResult(stamp, T_map_base @ self.T_base_lidar, T_prev_curr,
+                                     information, degenerate, 1.0)
+        self._later(stamp, lambda: self.localizer.add_lidar_odometry(result, self.T_base_lidar))
 
     def _on_gnss(self, msg: NavSatFix) -> None:
         if msg.status.status < NavSatStatus.STATUS_FIX:
@@ -119,20 +139,40 @@ class LocalizerNode(Node):
             return
         position = self.site.frame().to_site([fix.latitude_deg, fix.longitude_deg,
                                               fix.altitude_m])[0]
-        self.localizer.add_position_fix(PositionFix(fix.stamp_ns, position,
-                                                    np.asarray(fix.covariance_m2),
-                                                    FixSource.BEIDOU))
-        self._sky.observe(self.localizer, fix.stamp_ns)
+        beidou = PositionFix(fix.stamp_ns, position, np.asarray(fix.covariance_m2),
+                             FixSource.BEIDOU)
+
+        def deliver() -> None:
+            self.localizer.add_position_fix(beidou)
+            self._sky.observe(self.localizer, beidou.stamp_ns)
+
+        self._later(fix.stamp_ns, deliver)
 
     def _on_radio(self, msg: PoseWithCovarianceStamped) -> None:
         try:
-            self.localizer.add_position_fix(radio_from_msg(msg, self._now_ns()))
+            fix = radio_from_msg(msg, self._now_ns())
         except ConversionError as err:
             self.get_logger().warning(f"/radio/fix skipped: {err}")
+            return
+        self._later(fix.stamp_ns, lambda: self.localizer.add_position_fix(fix))
+
+    def _on_imu(self, msg: Imu) -> None:
+        stamp = stamp_ns(msg.header.stamp)
+        q = msg.orientation
+        roll = math.atan2(2 * (q.w * q.x + q.y * q.z), 1 - 2 * (q.x * q.x + q.y * q.y))
+        pitch = math.asin(max(-1.0, min(1.0, 2 * (q.w * q.y - q.z * q.x))))
+        yaw_rate = float(msg.angular_velocity.z)
+
+        def deliver() -> None:
+            self.localizer.add_imu_yaw_rate(stamp, yaw_rate)
+            self.localizer.add_imu_tilt(stamp, roll, pitch)
+
+        self._later(stamp, deliver)
 
     def _on_tether(self, msg: Float64) -> None:
         if self.site.tether is not None:
-            self.localizer.add_tether(self._now_ns(), float(msg.data))
+            stamp, length_m = self._now_ns(), float(msg.data)
+            self._later(stamp, lambda: self.localizer.add_tether(stamp, length_m))
 
     def _publish(self) -> None:
         if not self.localizer.initialized:
