@@ -78,21 +78,14 @@ class Estimator(Protocol):
         """(stamp_ns, T_site_base) estimates, in time order."""
 
 
-@dataclass
-class WheelOnly:
-    """Dead reckoning from the encoders, anchored at the start pose."""
-
-    T_site_start: FloatArray
-    name: str = "wheel_odometry"
-    seconds: float = 0.0
-    _poses: list[tuple[int, FloatArray]] = field(default_factory=list)
+class _Listens:
+    """No-op inputs: an estimator overrides the ones it uses."""
 
     def on_scan(self, scan: LidarScan3D) -> None:
         """Not used."""
 
     def on_odometry(self, sample: OdometrySample) -> None:
-        """Chain the odometry pose onto the start pose."""
-        self._poses.append((sample.stamp_ns, self.T_site_start @ sample.T_odom_base))
+        """Not used."""
 
     def on_fix(self, fix: PositionFix) -> None:
         """Not used."""
@@ -103,12 +96,26 @@ class WheelOnly:
     def on_tilt(self, stamp_ns: int, roll_rad: float, pitch_rad: float) -> None:
         """Not used."""
 
+
+@dataclass
+class WheelOnly(_Listens):
+    """Dead reckoning from the encoders, anchored at the start pose."""
+
+    T_site_start: FloatArray
+    name: str = "wheel_odometry"
+    seconds: float = 0.0
+    _poses: list[tuple[int, FloatArray]] = field(default_factory=list)
+
+    def on_odometry(self, sample: OdometrySample) -> None:
+        """Chain the odometry pose onto the start pose."""
+        self._poses.append((sample.stamp_ns, self.T_site_start @ sample.T_odom_base))
+
     def trajectory(self) -> list[tuple[int, FloatArray]]:
         """The chained poses."""
         return self._poses
 
 
-class KissIcpBaseline:
+class KissIcpBaseline(_Listens):
     """KISS-ICP (Vizzo et al., RA-L 2023) on the raw scans, from the true start pose."""
 
     name = "kiss_icp"
@@ -139,18 +146,6 @@ class KissIcpBaseline:
         T_site_base = self._T_site_lidar0 @ self._icp.last_pose @ self._T_lidar_base
         self._poses.append((scan.stamp_ns - round(self._sweep_s * 5e8), T_site_base))
         self.seconds += time.perf_counter() - started
-
-    def on_odometry(self, sample: OdometrySample) -> None:
-        """Not used: KISS-ICP is lidar-only."""
-
-    def on_fix(self, fix: PositionFix) -> None:
-        """Not used."""
-
-    def on_tether(self, stamp_ns: int, length_m: float) -> None:
-        """Not used."""
-
-    def on_tilt(self, stamp_ns: int, roll_rad: float, pitch_rad: float) -> None:
-        """Not used."""
 
     def trajectory(self) -> list[tuple[int, FloatArray]]:
         """Its poses."""
@@ -211,7 +206,7 @@ class OursFused:
         return self.pipeline.localizer.smooth()
 
 
-class OursLidarOnly:
+class OursLidarOnly(_Listens):
     """Our lidar odometry alone, from the true start pose."""
 
     name = "lidar_only"
@@ -232,18 +227,6 @@ class OursLidarOnly:
         self._poses.append((scan.stamp_ns,
                             self._T_site_lidar0 @ result.T_map_sensor @ self._T_lidar_base))
         self.seconds += time.perf_counter() - started
-
-    def on_odometry(self, sample: OdometrySample) -> None:
-        """Not used."""
-
-    def on_fix(self, fix: PositionFix) -> None:
-        """Not used."""
-
-    def on_tether(self, stamp_ns: int, length_m: float) -> None:
-        """Not used."""
-
-    def on_tilt(self, stamp_ns: int, roll_rad: float, pitch_rad: float) -> None:
-        """Not used."""
 
     def trajectory(self) -> list[tuple[int, FloatArray]]:
         """Its poses."""

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import rclpy
 from builtin_interfaces.msg import Time
 from numpy.typing import NDArray
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.utilities import try_shutdown
 
 from crawler.config import CrawlerConfig, flatten, from_flat
 from navigation.bag_io import pose_matrix, quaternion_from_rotation
@@ -17,6 +21,19 @@ from navigation.bag_io import pose_matrix, quaternion_from_rotation
 FloatArray = NDArray[np.float64]
 UNOBSERVED_VAR = 1e6
 """Variance published for a direction that carries no information."""
+
+
+def spin(make_node: Callable[[], Node], args: list[str] | None) -> None:
+    """Init rclpy, spin the node until Ctrl-C or shutdown, clean up."""
+    rclpy.init(args=args)
+    node = make_node()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        try_shutdown()
 
 
 def declare_config(node: Node, config: CrawlerConfig | None) -> None:

@@ -22,13 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
 from nav_msgs.msg import Odometry
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from rclpy.utilities import try_shutdown
 from sensor_msgs.msg import Imu, NavSatFix, NavSatStatus
 from std_msgs.msg import Float64, String
 
@@ -41,6 +38,7 @@ from crawler_navigation.common import (
     lidar_mount,
     pose_of,
     read_config,
+    spin,
     stamp_msg,
     stamp_ns,
 )
@@ -211,12 +209,4 @@ class LocalizerNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """``ros2 run crawler_navigation localizer_node --ros-args -p localization.site_file:=F``."""
-    rclpy.init(args=args)
-    node = LocalizerNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        try_shutdown()
+    spin(LocalizerNode, args)

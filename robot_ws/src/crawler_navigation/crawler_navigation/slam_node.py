@@ -11,13 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import rclpy
 from nav_msgs.msg import OccupancyGrid as OccupancyGridMsg
 from nav_msgs.msg import Odometry
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
-from rclpy.utilities import try_shutdown
 from sensor_msgs.msg import LaserScan, PointCloud2
 
 from crawler.config import CrawlerConfig
@@ -27,6 +24,7 @@ from crawler_navigation.common import (
     fill_pose,
     lidar_mount,
     read_config,
+    spin,
     stamp_msg,
 )
 from navigation.bag_io import ConversionError, cloud_from_msg, odometry_from_msg, scan_from_msg
@@ -125,12 +123,4 @@ class SlamNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """``ros2 run crawler_navigation slam_node``."""
-    rclpy.init(args=args)
-    node = SlamNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        try_shutdown()
+    spin(SlamNode, args)
