@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from firmware_bridge.messages import Imu, SetTwist
-from navigation.path import pure_pursuit
+from navigation.path import PathFollower
 from navigation.records import FixSource, LidarScan3D, OdometrySample, PositionFix
 from navigation.wheel_odometry import WheelOdometry
 from sim_worlds.simulator.simulation import GnssFix, LidarFrame, RadioFix, SimConfig, Simulation
@@ -266,15 +266,16 @@ def drive_world(world: str, estimators_for: Callable[[Simulation], list[Estimato
     step = 0
     last_report = time.monotonic()
     arrived_ns: int | None = None
+    follower = PathFollower(sim.route, 0.8, SPEED_MPS)
     while max_sim_s is None or sim.now_ns * 1e-9 < max_sim_s:
-        if arrived_ns is None and sim.route_distance_m() >= route_end:
+        if arrived_ns is None and follower.progress_m >= route_end:
             arrived_ns = sim.now_ns
         if arrived_ns is not None and sim.now_ns - arrived_ns > END_DWELL_S * 1e9:
             break
         if step % COMMAND_PERIOD_STEPS == 0:
             s = sim.body.state
             twist = ((0.0, 0.0) if arrived_ns is not None else
-                     pure_pursuit(sim.route, s.x_m, s.y_m, s.yaw_rad, 0.8, SPEED_MPS))
+                     follower.command(s.x_m, s.y_m, s.yaw_rad))
             mcu.handle(SetTwist(*twist))
         events = sim.step()
         step += 1
@@ -308,7 +309,7 @@ def drive_world(world: str, estimators_for: Callable[[Simulation], list[Estimato
                     estimator.on_scan(scan)
         if time.monotonic() - last_report > 10.0:
             last_report = time.monotonic()
-            progress(f"{world}: {sim.route_distance_m():.0f} / {sim.route.length_m:.0f} m")
+            progress(f"{world}: {follower.progress_m:.0f} / {sim.route.length_m:.0f} m")
     drive.distance_m = sim.body.state.distance_m
     drive.sim_seconds = sim.now_ns * 1e-9
     return drive, estimators

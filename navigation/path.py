@@ -55,13 +55,25 @@ class Polyline:
         i = min(int(np.searchsorted(self._cum, d, side="right")) - 1, len(self._seg) - 1)
         return math.atan2(self._seg[i, 1], self._seg[i, 0])
 
-    def project(self, point_m: ArrayLike) -> Projection:
-        """Nearest point of the path to ``point_m`` (3D distance)."""
+    def project(self, point_m: ArrayLike, near_m: float | None = None,
+                window_m: float = 3.0) -> Projection:
+        """Nearest point of the path to ``point_m`` (3D distance).
+
+        ``near_m``: only segments within ``window_m`` of that arc length count, so a path that
+        doubles back on itself (into a branch and out again) is followed, not confused.
+        """
         p = np.asarray(point_m, dtype=np.float64)
         t = np.einsum("ij,ij->i", p - self.points_m[:-1], self._seg) / self._seg_len**2
         t = np.clip(t, 0.0, 1.0)
         feet = self.points_m[:-1] + t[:, None] * self._seg
-        i = int(np.argmin(np.linalg.norm(feet - p, axis=1)))
+        gaps = np.linalg.norm(feet - p, axis=1)
+        if near_m is not None:
+            outside = (self._cum[1:] < near_m - window_m) | (self._cum[:-1] > near_m + window_m)
+            gaps[outside] = np.inf
+            # Where the path doubles back, two segments are equally near: prefer going on.
+            behind_m = np.maximum(0.0, near_m - (self._cum[:-1] + t * self._seg_len))
+            gaps = gaps + 0.1 * behind_m
+        i = int(np.argmin(gaps))
         along = self._seg[i] / self._seg_len[i]
         rel = p - feet[i]
         offset = along[0] * rel[1] - along[1] * rel[0]
@@ -71,13 +83,15 @@ class Polyline:
 
 
 def pure_pursuit(path: Polyline, x_m: float, y_m: float, yaw_rad: float, lookahead_m: float,
-                 speed_mps: float, max_angular_radps: float = 1.0) -> tuple[float, float]:
+                 speed_mps: float, max_angular_radps: float = 1.0,
+                 progress_m: float | None = None) -> tuple[float, float]:
     """Body twist (linear, angular) that steers onto ``path`` (Coulter 1992).
 
-    The goal is the path point ``lookahead_m`` ahead of the robot's projection; the curvature
-    of the arc through it is 2 y / L^2 with y the goal's lateral offset in the body frame.
+    The goal is the path point ``lookahead_m`` ahead of the robot's projection (near
+    ``progress_m`` when given, see ``Polyline.project``); the curvature of the arc through it
+    is 2 y / L^2 with y the goal's lateral offset in the body frame.
     """
-    here = path.project((x_m, y_m, path.point_at(0.0)[2]))
+    here = path.project((x_m, y_m, path.point_at(0.0)[2]), progress_m)
     goal = path.point_at(here.distance_m + lookahead_m)
     dx, dy = goal[0] - x_m, goal[1] - y_m
     lateral = -math.sin(yaw_rad) * dx + math.cos(yaw_rad) * dy
@@ -90,3 +104,21 @@ def pure_pursuit(path: Polyline, x_m: float, y_m: float, yaw_rad: float, lookahe
     if ahead < 0.0:  # goal behind: turn on the spot towards it
         return 0.0, math.copysign(max_angular_radps, lateral or 1.0)
     return speed_mps, angular
+
+
+class PathFollower:
+    """Pure pursuit that remembers how far along the path it is (paths may double back)."""
+
+    def __init__(self, path: Polyline, lookahead_m: float, speed_mps: float) -> None:
+        self.path = path
+        self.lookahead_m = lookahead_m
+        self.speed_mps = speed_mps
+        self.progress_m = 0.0
+
+    def command(self, x_m: float, y_m: float, yaw_rad: float) -> tuple[float, float]:
+        """Twist towards the path ahead; updates ``progress_m``."""
+        here = self.path.project((x_m, y_m, self.path.point_at(self.progress_m)[2]),
+                                 self.progress_m)
+        self.progress_m = max(self.progress_m, here.distance_m)
+        return pure_pursuit(self.path, x_m, y_m, yaw_rad, self.lookahead_m, self.speed_mps,
+                            progress_m=self.progress_m)

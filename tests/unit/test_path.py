@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from navigation.path import Polyline, pure_pursuit
+from navigation.path import PathFollower, Polyline, pure_pursuit
 
 L_PATH = Polyline([[0, 0, 0], [10, 0, 0], [10, 5, 0]])
 
@@ -46,3 +46,22 @@ def test_pure_pursuit_drives_onto_and_along_the_path() -> None:
     end = L_PATH.project([x, y, 0.0])
     assert end.distance_m > 12.0  # it went round the corner
     assert abs(end.offset_m) < 0.1
+
+
+def test_follower_goes_into_a_branch_and_back_out() -> None:
+    # Main line, a dead-end branch driven in and out, then on along the main line.
+    path = Polyline([[0, 0, 0], [10, 0, 0], [10, -5, 0], [10, 0, 0], [20, 0, 0]])
+    follower = PathFollower(path, lookahead_m=0.8, speed_mps=0.5)
+    x, y, yaw, dt = 0.0, 0.0, 0.0, 0.05
+    reached_branch_end = False
+    for _ in range(4000):
+        v, w = follower.command(x, y, yaw)
+        x += v * math.cos(yaw) * dt
+        y += v * math.sin(yaw) * dt
+        yaw += w * dt
+        reached_branch_end |= y < -4.5
+        if follower.progress_m >= path.length_m - 0.3:
+            break
+    assert reached_branch_end
+    assert follower.progress_m >= path.length_m - 0.3  # it came back out and drove on
+    assert x > 19.0 and abs(y) < 0.2

@@ -15,7 +15,7 @@ from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
-from navigation.path import Polyline, pure_pursuit
+from navigation.path import PathFollower, Polyline
 
 QOS = QoSProfile(depth=10)
 
@@ -27,8 +27,7 @@ class RouteDriver(Node):
                  stop_at_m: float | None = None, **kwargs: Any) -> None:
         super().__init__("route_driver", **kwargs)
         self.route = route
-        self.speed_mps = speed_mps
-        self.lookahead_m = lookahead_m
+        self.follower = PathFollower(route, lookahead_m, speed_mps)
         self.stop_at_m = route.length_m - 0.3 if stop_at_m is None else stop_at_m
         self.done = threading.Event()
         self.distance_m = 0.0
@@ -46,12 +45,11 @@ class RouteDriver(Node):
         if self._pose is None:
             return
         x, y, yaw = self._pose
-        self.distance_m = self.route.project((x, y, self.route.point_at(0.0)[2])).distance_m
+        linear, angular = self.follower.command(x, y, yaw)
+        self.distance_m = self.follower.progress_m
         twist = Twist()
         if self.distance_m >= self.stop_at_m:
             self.done.set()
         else:
-            linear, angular = pure_pursuit(self.route, x, y, yaw, self.lookahead_m,
-                                           self.speed_mps)
             twist.linear.x, twist.angular.z = linear, angular
         self._cmd.publish(twist)
