@@ -242,10 +242,13 @@ class Drive:
     distance_m: float = 0.0
     scans: int = 0
     sim_seconds: float = 0.0
+    _stamps: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def position_at(self, stamp_ns: int) -> FloatArray:
         """True position at ``stamp_ns`` (linear interpolation)."""
-        stamps = np.asarray(self.truth_stamps_ns)
+        if len(self._stamps) != len(self.truth_stamps_ns):  # arrays made once, not per call
+            self._stamps = np.asarray(self.truth_stamps_ns)
+        stamps = self._stamps
         i = int(np.clip(np.searchsorted(stamps, stamp_ns), 1, len(stamps) - 1))
         t0, t1 = stamps[i - 1], stamps[i]
         w = 0.0 if t1 == t0 else float(np.clip((stamp_ns - t0) / (t1 - t0), 0.0, 1.0))
