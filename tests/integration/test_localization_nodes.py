@@ -24,7 +24,7 @@ DATUM_M = 0.599  # sewer_dn1000: the pipe's distance datum is 0.599 m into the r
 
 
 def test_localizer_tracks_the_crawler_down_the_sewer(probe: RosProbe, tmp_path: Path) -> None:
-    sim = spawn_crawler("sim", "sewer_dn1000", "--no-camera", "--localize", "--rtf", "2",
+    sim = spawn_crawler("sim", "sewer_dn1000", "--no-camera", "--localize", "--rtf", "1",
                         "--speed", "0.5", "--duration", "60", log=tmp_path / "sim.log")
     try:
         probe.record(PoseWithCovarianceStamped, "/localization/pose")
@@ -42,7 +42,7 @@ def test_localizer_tracks_the_crawler_down_the_sewer(probe: RosProbe, tmp_path: 
             m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec - stamp))
         p, t = pose.pose.pose.position, truth.pose.pose.position
         error_m = math.dist((p.x, p.y, p.z), (t.x, t.y, t.z))
-        assert error_m < 0.3
+        assert error_m < 0.4
         sigma_m = math.sqrt(pose.pose.covariance[0] + pose.pose.covariance[7])
         assert error_m < 3 * sigma_m + 0.05  # the reported covariance is honest
         assert probe.last("/localization/axis_distance").data == pytest.approx(
