@@ -91,7 +91,10 @@ def pure_pursuit(path: Polyline, x_m: float, y_m: float, yaw_rad: float, lookahe
     ``progress_m`` when given, see ``Polyline.project``); the curvature of the arc through it
     is 2 y / L^2 with y the goal's lateral offset in the body frame.
     """
-    here = path.project((x_m, y_m, path.point_at(0.0)[2]), progress_m)
+    # The robot is on the path's floor: project at the path's height where it is, not at the
+    # start's (a ramp down to another level would otherwise pull the projection back up).
+    z_m = path.point_at(0.0 if progress_m is None else progress_m)[2]
+    here = path.project((x_m, y_m, z_m), progress_m)
     goal = path.point_at(here.distance_m + lookahead_m)
     dx, dy = goal[0] - x_m, goal[1] - y_m
     lateral = -math.sin(yaw_rad) * dx + math.cos(yaw_rad) * dy
