@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from crawler_sim import conversions
+from navigation.bag_io import quaternion_from_rotation
 from sim_worlds.simulator.lidar import LidarScan
 from sim_worlds.simulator.sdf import rotation_from_rpy
 from sim_worlds.simulator.simulation import GnssFix, RadioFix
@@ -17,7 +18,7 @@ from sim_worlds.simulator.simulation import GnssFix, RadioFix
                                  (0.0, math.pi / 2 - 1e-6, 0.3), (0.0, 0.0, -math.pi + 1e-3)])
 def test_quaternion_reproduces_the_rotation(rpy: tuple[float, float, float]) -> None:
     R = rotation_from_rpy(*rpy)
-    x, y, z, w = conversions.quaternion_from_matrix(R)
+    x, y, z, w = quaternion_from_rotation(R)
     assert math.isclose(x * x + y * y + z * z + w * w, 1.0, rel_tol=1e-9)
     back = np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],

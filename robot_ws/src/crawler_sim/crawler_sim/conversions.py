@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -19,6 +17,7 @@ from sensor_msgs.msg import (
     PointField,
 )
 
+from navigation.bag_io import quaternion_from_rotation
 from sim_worlds.simulator.camera import focal_px
 from sim_worlds.simulator.lidar import LidarScan
 from sim_worlds.simulator.sdf import CameraSpec
@@ -133,25 +132,7 @@ def truth_msg(T_world_base: NDArray[np.float64], stamp_ns: int, speed_mps: float
     msg.header.frame_id, msg.child_frame_id = frame_id, child_frame_id
     p = msg.pose.pose
     p.position.x, p.position.y, p.position.z = (float(v) for v in T_world_base[:3, 3])
-    qx, qy, qz, qw = quaternion_from_matrix(T_world_base[:3, :3])
+    qx, qy, qz, qw = quaternion_from_rotation(T_world_base[:3, :3])
     p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = qx, qy, qz, qw
     msg.twist.twist.linear.x = speed_mps
     return msg
-
-
-def quaternion_from_matrix(R: NDArray[np.float64]) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a rotation matrix (Shepperd's method, robust near 180 degrees)."""
-    trace = float(np.trace(R))
-    if trace > 0.0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        return ((R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s,
-                0.25 * s)
-    i = int(np.argmax(np.diag(R)))
-    j, k = (i + 1) % 3, (i + 2) % 3
-    s = 2.0 * math.sqrt(max(1.0 + R[i, i] - R[j, j] - R[k, k], 1e-12))
-    q = [0.0, 0.0, 0.0, 0.0]
-    q[i] = 0.25 * s
-    q[j] = (R[j, i] + R[i, j]) / s
-    q[k] = (R[k, i] + R[i, k]) / s
-    q[3] = (R[k, j] - R[j, k]) / s
-    return q[0], q[1], q[2], q[3]
