@@ -172,6 +172,11 @@ class TextureCache:
             self._images[path] = image
         return image
 
+    def put(self, path: Path, image_bgr: Image) -> None:
+        """Use ``image_bgr`` (8-bit BGR) for ``path`` instead of the file (randomised looks)."""
+        self._images.pop(path, None)
+        self._bgr8[path] = np.ascontiguousarray(image_bgr, dtype=np.uint8)
+
     def bgr8(self, path: Path) -> Image:
         """The texture at ``path`` as 8-bit BGR; raises ``SimError`` naming it if unreadable."""
         image = self._bgr8.get(path)

@@ -1,0 +1,157 @@
+"""Randomised looks of the worlds' surface textures, for rendering training data.
+
+Each function draws one texture with numpy's generator ``rng``: the same kind of surface as the
+world's own texture (``sim_worlds/worldgen/textures.py``) with a different layout, contrast and
+colour each time, so that a detector learns the defect and not one picture of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from sim_worlds.worldgen.textures import fbm
+
+FloatImage = NDArray[np.float64]
+ImageBGR = NDArray[np.uint8]
+SIZE_PX = 256
+
+
+def _noise(rng: np.random.Generator, cells: tuple[int, ...] = (64, 32, 16, 8, 4)) -> FloatImage:
+    return fbm(SIZE_PX, int(rng.integers(0, 2**30)), cells)
+
+
+def _concrete(rng: np.random.Generator) -> FloatImage:
+    base = rng.uniform(0.25, 0.45) + rng.uniform(0.3, 0.55) * _noise(rng)
+    pores = rng.random((SIZE_PX, SIZE_PX)) > rng.uniform(0.97, 0.995)
+    base[pores] *= 0.45
+    return base
+
+
+def _wander(rng: np.random.Generator, start: NDArray[np.float64], heading: float,
+            steps: int, step_px: float) -> NDArray[np.int32]:
+    """Points of a crack-like random walk with persistent heading."""
+    points = [start]
+    for _ in range(steps):
+        heading += rng.normal(0.0, 0.35)
+        points.append(points[-1] + step_px * np.array([np.cos(heading), np.sin(heading)]))
+    return np.round(np.array(points)).astype(np.int32)
+
+
+def crack(rng: np.random.Generator) -> FloatImage:
+    """Concrete with a main crack across the patch and a few thinner branches."""
+    image = _concrete(rng)
+    heading = rng.uniform(-0.4, 0.4) + (np.pi / 2 if rng.random() < 0.3 else 0.0)
+    start = np.array([0.0, SIZE_PX * rng.uniform(0.3, 0.7)])
+    if heading > 1.0:
+        start = start[::-1]
+    main = _wander(rng, start, heading, 40, SIZE_PX / 34)
+    width = int(rng.integers(1, 5))
+    cv2.polylines(image, [main], False, float(rng.uniform(0.0, 0.1)), width, cv2.LINE_AA)
+    for _ in range(int(rng.integers(0, 4))):
+        origin = main[int(rng.integers(5, len(main) - 5))].astype(np.float64)
+        branch = _wander(rng, origin, heading + rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.2),
+                         int(rng.integers(6, 18)), SIZE_PX / 40)
+        cv2.polylines(image, [branch], False, float(rng.uniform(0.05, 0.2)), 1, cv2.LINE_AA)
+    return image
+
+
+def corrosion(rng: np.random.Generator) -> FloatImage:
+    """Pitted paste with exposed aggregate."""
+    paste = rng.uniform(0.1, 0.3) + rng.uniform(0.3, 0.6) * _noise(rng, (32, 16, 8, 4, 2))
+    aggregate = _noise(rng, (16, 8)) > rng.uniform(0.55, 0.7)
+    paste[aggregate] = rng.uniform(0.6, 0.8) + 0.2 * _noise(rng, (8, 4))[aggregate]
+    pits = rng.random((SIZE_PX, SIZE_PX)) > rng.uniform(0.93, 0.98)
+    paste[pits] = 0.05
+    return paste
+
+
+def leakage(rng: np.random.Generator) -> FloatImage:
+    """Wet streaks running down the wall with pale mineral deposits."""
+    base = rng.uniform(0.35, 0.55) + 0.25 * _noise(rng)
+    strength = _noise(rng, (16, 8, 4))[0]
+    rows = np.arange(SIZE_PX, dtype=np.float64)[:, None] / SIZE_PX
+    wet = (strength[None, :] > rng.uniform(0.45, 0.6)) & (rows < 0.2 + 0.8 * strength[None, :])
+    base[wet] *= rng.uniform(0.2, 0.5)
+    deposit = wet & (_noise(rng, (8, 4, 2)) > rng.uniform(0.7, 0.85))
+    base[deposit] = rng.uniform(0.8, 1.0)
+    return base
+
+
+def roots(rng: np.random.Generator) -> FloatImage:
+    """A mat of fibrous roots over dark soil."""
+    image = rng.uniform(0.05, 0.15) + 0.15 * _noise(rng, (16, 8, 4))
+    for _ in range(int(rng.integers(8, 24))):
+        start = np.array([rng.uniform(0, SIZE_PX), 0.0])
+        strand = _wander(rng, start, np.pi / 2 + rng.normal(0, 0.3), 30, SIZE_PX / 28)
+        cv2.polylines(image, [strand], False, float(rng.uniform(0.55, 0.9)),
+                      int(rng.integers(1, 3)), cv2.LINE_AA)
+    return image
+
+
+def scale(rng: np.random.Generator) -> FloatImage:
+    """Hard, crusty mineral scale."""
+    return rng.uniform(0.2, 0.4) + rng.uniform(0.5, 0.8) * _noise(rng, (32, 8, 4, 2))
+
+
+def sediment(rng: np.random.Generator) -> FloatImage:
+    """Silt and grit."""
+    mud = rng.uniform(0.15, 0.3) + rng.uniform(0.4, 0.6) * _noise(rng, (64, 16, 4))
+    grit = rng.random((SIZE_PX, SIZE_PX)) > rng.uniform(0.85, 0.95)
+    mud[grit] = rng.uniform(0.7, 0.95)
+    return mud
+
+
+def seepage(rng: np.random.Generator) -> FloatImage:
+    """A damp patch, darkest at its centre."""
+    base = _concrete(rng)
+    coords = (np.arange(SIZE_PX, dtype=np.float64) - SIZE_PX / 2.0) / (SIZE_PX / 2.0)
+    yy, xx = np.meshgrid(coords, coords, indexing="ij")
+    distance = np.sqrt(xx * xx + yy * yy) + 0.35 * _noise(rng, (32, 16, 8))
+    damp = distance < rng.uniform(0.8, 1.0)
+    base[damp] *= 0.25 + 0.5 * np.clip(distance[damp], 0.0, 1.0)
+    return base
+
+
+Colour = tuple[float, float, float]
+# Two end colours (RGB, dark and light) per texture, jittered per sample.
+_COLOURS: dict[str, tuple[Colour, Colour]] = {
+    "concrete": ((40, 40, 38), (196, 192, 184)),
+    "crack": ((40, 40, 38), (196, 192, 184)),
+    "corrosion": ((45, 32, 24), (214, 206, 188)),
+    "leakage": ((22, 26, 28), (238, 236, 226)),
+    "roots": ((24, 18, 12), (196, 160, 112)),
+    "scale": ((120, 112, 88), (236, 230, 208)),
+    "sediment": ((38, 30, 22), (180, 170, 150)),
+    "seepage": ((40, 40, 38), (196, 192, 184)),
+}
+
+TEXTURES: dict[str, Callable[[np.random.Generator], FloatImage]] = {
+    "concrete": _concrete,
+    "crack": crack,
+    "corrosion": corrosion,
+    "leakage": leakage,
+    "roots": roots,
+    "scale": scale,
+    "sediment": sediment,
+    "seepage": seepage,
+}
+
+
+def colourise(name: str, intensity: FloatImage, rng: np.random.Generator) -> ImageBGR:
+    """Map an intensity image to BGR between the texture's jittered dark and light colours."""
+    dark, light = (np.asarray(c, dtype=np.float64) for c in _COLOURS[name])
+    tint = rng.normal(1.0, 0.04, 3)
+    dark = np.clip(dark * tint, 0, 255)
+    light = np.clip(light * tint * rng.uniform(0.8, 1.1), 0, 255)
+    t = np.clip(intensity, 0.0, 1.0)[:, :, None]
+    rgb = dark + (light - dark) * t
+    return np.ascontiguousarray(rgb[:, :, ::-1].round().astype(np.uint8))
+
+
+def random_texture(name: str, rng: np.random.Generator) -> ImageBGR:
+    """One randomised BGR texture of kind ``name`` (a key of ``TEXTURES``)."""
+    return colourise(name, TEXTURES[name](rng), rng)

@@ -1,0 +1,158 @@
+"""Training a defect detector with Ultralytics from a model .yaml, and exporting it to ONNX.
+
+Nothing is downloaded: the network is built from ``perception/models/*.yaml`` (never hub
+weights), plotting (which would fetch a font) is off, and Ultralytics is told it is offline.
+The result folder holds ``best.pt``, ``best.onnx`` and ``model_card.yaml`` with the exact
+command, the dataset's render seeds and the validation figures.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from perception.errors import DatasetError, ModelLoadError, PerceptionError
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL_YAML = MODELS_DIR / "crawler_yolo_p.yaml"
+
+
+class TrainingError(PerceptionError):
+    """Training or export failed; the message names the stage and the file."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What ``crawler train detector`` passes to Ultralytics."""
+
+    epochs: int = 30
+    image_size_px: int = 512
+    export_size_px: int = 640
+    batch: int = 16
+    seed: int = 0
+    workers: int = 2
+    patience: int = 100
+    threads: int = 0  # torch threads; 0: all cores
+    fliplr: float = 0.5
+    mosaic: float = 1.0
+    close_mosaic: int = 5
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the trained and exported model went and how it validated."""
+
+    weights_pt: Path
+    model_onnx: Path
+    model_card: Path
+    metrics: dict[str, float]
+    wall_time_s: float
+
+
+def offline_ultralytics() -> None:
+    """Tell Ultralytics there is no network before it is imported (no hub, fonts, checks)."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+
+
+def train_detector(data_yaml: Path, out_dir: Path, settings: TrainSettings | None = None,
+                   model_yaml: Path = DEFAULT_MODEL_YAML, command: str = "",
+                   log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train ``model_yaml`` on ``data_yaml`` on the CPU, export ONNX, write a model card."""
+    settings = settings or TrainSettings()
+    _check_inputs(data_yaml, model_yaml)
+    offline_ultralytics()
+    import torch
+    from ultralytics.models.yolo.model import YOLO
+
+    torch.set_num_threads(settings.threads or (os.cpu_count() or 1))
+    started = time.perf_counter()
+    model = YOLO(str(model_yaml), task="detect")
+    # Train (CPU, no plots, no pretrained weights, reproducible seed)
+    try:
+        model.train(
+            data=str(data_yaml), epochs=settings.epochs, imgsz=settings.image_size_px,
+            batch=settings.batch, device="cpu", workers=settings.workers, seed=settings.seed,
+            deterministic=True, pretrained=False, amp=False, plots=False, exist_ok=True,
+            project=str(out_dir.resolve()), name="run", patience=settings.patience,
+            fliplr=settings.fliplr, mosaic=settings.mosaic, close_mosaic=settings.close_mosaic,
+            verbose=False,
+        )
+    except (RuntimeError, ValueError, FileNotFoundError) as err:
+        raise TrainingError(f"training on {data_yaml} failed: {err}") from err
+    run_dir = out_dir / "run"
+    best = run_dir / "weights" / "best.pt"
+    if not best.is_file():
+        raise TrainingError(f"training wrote no {best}")
+    # Export the best weights to ONNX at the inference size
+    onnx_path = export_onnx(best, settings.export_size_px)
+    weights_pt, model_onnx = out_dir / "best.pt", out_dir / "best.onnx"
+    shutil.copyfile(best, weights_pt)
+    shutil.copyfile(onnx_path, model_onnx)
+    metrics = _validation_metrics(model)
+    wall_time_s = time.perf_counter() - started
+    card = write_model_card(out_dir / "model_card.yaml", data_yaml, model_yaml, settings,
+                            metrics, wall_time_s, command)
+    if log is not None:
+        log(f"trained in {wall_time_s / 60:.1f} min: {model_onnx} "
+            f"({model_onnx.stat().st_size / 1e6:.1f} MB), val {metrics}")
+    return TrainResult(weights_pt, model_onnx, card, metrics, wall_time_s)
+
+
+def export_onnx(weights_pt: Path, image_size_px: int) -> Path:
+    """Export a .pt detector to ONNX (static input, simplified); returns the .onnx path."""
+    offline_ultralytics()
+    from ultralytics.models.yolo.model import YOLO
+
+    try:
+        exported = YOLO(str(weights_pt)).export(format="onnx", imgsz=image_size_px,
+                                                simplify=True, dynamic=False, device="cpu")
+    except (RuntimeError, ValueError, FileNotFoundError) as err:
+        raise ModelLoadError(f"{weights_pt}: ONNX export failed: {err}") from err
+    return Path(exported)
+
+
+def write_model_card(path: Path, data_yaml: Path, model_yaml: Path, settings: TrainSettings,
+                     metrics: dict[str, float], wall_time_s: float, command: str) -> Path:
+    """The provenance of a trained model: command, data seeds, settings, figures."""
+    data = yaml.safe_load(data_yaml.read_text()) or {}
+    card: dict[str, Any] = {
+        "command": command,
+        "model_yaml": model_yaml.name,
+        "dataset": {"data_yaml": str(data_yaml), "names": data.get("names"),
+                    "rendered": data.get("rendered")},
+        "settings": asdict(settings),
+        "validation": metrics,
+        "wall_time_min": round(wall_time_s / 60.0, 1),
+        "device": "cpu",
+        "cores": os.cpu_count(),
+    }
+    path.write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def _validation_metrics(model: Any) -> dict[str, float]:
+    metrics = getattr(getattr(model, "trainer", None), "metrics", None) or {}
+    wanted = {"metrics/mAP50(B)": "map50", "metrics/mAP50-95(B)": "map50_95",
+              "metrics/precision(B)": "precision", "metrics/recall(B)": "recall"}
+    return {name: round(float(metrics[key]), 4) for key, name in wanted.items() if key in metrics}
+
+
+def _check_inputs(data_yaml: Path, model_yaml: Path) -> None:
+    if not data_yaml.is_file():
+        raise DatasetError(f"dataset file not found: {data_yaml}")
+    try:
+        data = yaml.safe_load(data_yaml.read_text())
+    except yaml.YAMLError as err:
+        raise DatasetError(f"{data_yaml}: not valid YAML: {err}") from err
+    if not isinstance(data, dict) or "train" not in data or "names" not in data:
+        raise DatasetError(f"{data_yaml}: a YOLO data.yaml needs 'train' and 'names'")
+    if not model_yaml.is_file():
+        raise ModelLoadError(f"model definition not found: {model_yaml}")
