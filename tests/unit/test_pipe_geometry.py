@@ -1,0 +1,229 @@
+"""Pipe geometry from lidar points: synthetic rings, ellipses, offset joints and beds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from perception.errors import PerceptionError
+from perception.pipe_geometry import (
+    InsufficientPointsError,
+    PipeCloud,
+    PipeGeometryError,
+    clock_of,
+    find_geometric_defects,
+    fit_circle,
+    measure_joint_offset,
+    measure_ovality,
+    measure_sediment,
+    ring_profile,
+)
+
+FloatArray = NDArray[np.float64]
+D_M = 1.0
+R_M = D_M / 2.0
+
+
+def ring(rng: np.random.Generator, s_m: tuple[float, float], half_width_m: float = R_M,
+         half_height_m: float = R_M, centre_m: tuple[float, float] = (0.0, 0.0),
+         bed_m: float | None = None, angle_rad: float = 0.0, per_m: int = 20_000,
+         noise_m: float = 0.005) -> FloatArray:
+    """Site points (x = s, y = lateral, z = vertical) on an elliptic bore, with a flat bed.
+
+    Above ``bed_m`` the wall; at ``bed_m`` a flat surface across the bore (water or a deposit).
+    """
+    n = round(per_m * (s_m[1] - s_m[0]))
+    phi = rng.uniform(0.0, 2.0 * math.pi, n)
+    u, v = half_width_m * np.cos(phi), half_height_m * np.sin(phi)
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    y, z = centre_m[0] + c * u - s * v, centre_m[1] + s * u + c * v
+    x = rng.uniform(*s_m, n)
+    points = np.column_stack([x, y, z])
+    if bed_m is not None:
+        points = points[z > bed_m]
+        # The bed spans the bore's chord at its height
+        k = round(n * 0.3)
+        t = (bed_m - centre_m[1]) / half_height_m
+        chord = half_width_m * math.sqrt(max(1.0 - t * t, 0.0))
+        bed = np.column_stack([rng.uniform(*s_m, k), centre_m[0] + rng.uniform(-chord, chord, k),
+                               np.full(k, bed_m)])
+        points = np.concatenate([points, bed])
+    return points + rng.normal(0.0, noise_m, points.shape)
+
+
+def straight_cloud(*parts: FloatArray) -> PipeCloud:
+    """A cloud on a straight axis along x through the pipe centre."""
+    cloud = PipeCloud([[-1.0, 0.0, 0.0], [20.0, 0.0, 0.0]], start_distance_m=-1.0,
+                      max_range_m=None)
+    for points in parts:
+        cloud.add_scan(points)
+    return cloud
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """Seeded so the tests are repeatable."""
+    return np.random.default_rng(7)
+
+
+# --- pipe coordinates ------------------------------------------------------------------------
+
+
+def test_pipe_coordinates_follow_a_bent_invert_axis() -> None:
+    # An invert line turning 90 degrees left at x = 2; the centre is 0.5 m above it
+    cloud = PipeCloud([[0.0, 0.0, -3.0], [2.0, 0.0, -3.0], [2.0, 3.0, -3.0]],
+                      start_distance_m=-0.6, centre_above_axis_m=0.5)
+    pipe = cloud.to_pipe([[1.0, 0.2, -2.5 + 0.3], [2.1, 1.0, -2.5 - 0.4]])
+    np.testing.assert_allclose(pipe[0], [0.4, 0.2, 0.3], atol=1e-12)
+    # On the second leg (heading +y) left is -x
+    np.testing.assert_allclose(pipe[1], [2.4, -0.1, -0.4], atol=1e-12)
+
+
+def test_repeated_scans_merge_into_the_same_voxels(rng: np.random.Generator) -> None:
+    points = ring(rng, (0.0, 1.0), noise_m=0.0)
+    cloud = straight_cloud(points)
+    voxels = len(cloud)
+    for _ in range(9):
+        cloud.add_scan(points)
+    assert len(cloud) == voxels
+    assert cloud.hits == 10 * len(points)
+    # Voxel means stay on the ring (within the sagitta of a 2 cm chord: 0.1 mm)
+    p = cloud.points(0.0, 1.0)
+    np.testing.assert_allclose(np.hypot(p.lateral_m, p.vertical_m), R_M, atol=2e-4)
+
+
+def test_range_gate_and_radius_gate_drop_far_points() -> None:
+    cloud = PipeCloud([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]], max_radius_m=1.0, max_range_m=3.0)
+    kept = cloud.add_scan([[1.0, 0.5, 0.0], [5.0, 0.5, 0.0], [1.0, 1.5, 0.0],
+                           [math.nan, 0.0, 0.0]], sensor_m=[0.0, 0.0, 0.0])
+    assert kept == 1
+
+
+def test_invalid_axes_are_rejected() -> None:
+    with pytest.raises(PipeGeometryError, match="waypoints"):
+        PipeCloud([[0.0, 0.0, 0.0]])
+    with pytest.raises(PipeGeometryError, match="vertical segment"):
+        PipeCloud([[0.0, 0.0, 0.0], [0.0, 0.0, -2.0]])
+    assert issubclass(PipeGeometryError, PerceptionError)
+
+
+def test_clock_positions_follow_the_cjj181_convention() -> None:
+    assert clock_of(0.0, 1.0) == pytest.approx(12.0)
+    assert clock_of(-1.0, 0.0) == pytest.approx(3.0)
+    assert clock_of(0.0, -1.0) == pytest.approx(6.0)
+    assert clock_of(1.0, 0.0) == pytest.approx(9.0)
+
+
+# --- measurements ----------------------------------------------------------------------------
+
+
+def test_round_ring_has_no_ovality(rng: np.random.Generator) -> None:
+    cloud = straight_cloud(ring(rng, (0.0, 1.0), noise_m=0.01))
+    m = measure_ovality(cloud, 0.0, 1.0, D_M)
+    assert abs(m.ovality_pct_of_d) < 0.5
+    assert m.min_d_m == pytest.approx(D_M, abs=0.005)
+    assert m.max_d_m == pytest.approx(D_M, abs=0.005)
+    assert m.points > 1000
+    assert m.residual_m == pytest.approx(0.01, abs=0.004)
+
+
+@pytest.mark.parametrize("angle_deg", [0.0, 35.0, 90.0])
+def test_ellipse_ovality_is_measured_above_the_water(rng: np.random.Generator,
+                                                     angle_deg: float) -> None:
+    # The world generator's BX bore: crown down by 10 % D, invert kept, sides out
+    bore = ring(rng, (0.0, 1.0), 0.55, 0.45, (0.0, -0.05), bed_m=-0.4,
+                angle_rad=math.radians(angle_deg))
+    m = measure_ovality(straight_cloud(bore), 0.0, 1.0, D_M)
+    assert m.ovality_pct_of_d == pytest.approx(10.0, abs=0.5)
+    assert m.min_d_m == pytest.approx(0.9, abs=0.005)
+    assert m.max_d_m == pytest.approx(1.1, abs=0.005)
+
+
+def test_circle_fit_ignores_a_lateral_opening(rng: np.random.Generator) -> None:
+    wall = ring(rng, (0.0, 0.1))
+    # A third as many returns again from inside a lateral's bore at 3 o'clock
+    n = len(wall) // 2
+    lateral = np.column_stack([rng.uniform(0.0, 0.1, n), -rng.uniform(0.5, 1.5, n),
+                               rng.uniform(-0.15, 0.15, n)])
+    points = np.concatenate([wall, lateral])
+    fit = fit_circle(points[:, 1], points[:, 2], R_M)
+    assert fit.radius_m == pytest.approx(R_M, abs=0.002)
+    assert math.hypot(fit.centre_lateral_m, fit.centre_vertical_m) < 0.003
+
+
+def test_offset_joint_is_measured(rng: np.random.Generator) -> None:
+    cloud = straight_cloud(ring(rng, (2.0, 4.0), bed_m=-0.4),
+                           ring(rng, (4.0, 6.0), centre_m=(-0.06, 0.0), bed_m=-0.4))
+    m = measure_joint_offset(cloud, 4.0, D_M)
+    assert m.offset_m == pytest.approx(0.06, abs=0.01)
+    assert m.centre_shift_m == pytest.approx(0.06, abs=0.005)
+    assert m.direction_clock_h == pytest.approx(3.0, abs=0.2)
+
+
+def test_flat_bed_depth_is_measured_from_the_fitted_invert(rng: np.random.Generator) -> None:
+    cloud = straight_cloud(ring(rng, (0.0, 1.0), bed_m=-0.27))
+    m = measure_sediment(cloud, 0.0, 1.0, D_M)
+    assert m.depth_m == pytest.approx(0.23, abs=0.01)
+    assert m.depth_pct_of_d == pytest.approx(23.0, abs=1.0)
+    assert m.invert_vertical_m == pytest.approx(-R_M, abs=0.005)
+
+
+def test_too_few_points_raise(rng: np.random.Generator) -> None:
+    cloud = straight_cloud(ring(rng, (0.0, 1.0)))
+    with pytest.raises(InsufficientPointsError, match="points"):
+        measure_ovality(cloud, 5.0, 6.0, D_M)
+    with pytest.raises(PipeGeometryError, match="empty chainage range"):
+        measure_sediment(cloud, 1.0, 0.0, D_M)
+
+
+# --- scanning along the pipe -----------------------------------------------------------------
+
+
+@pytest.fixture
+def defective_pipe(rng: np.random.Generator) -> PipeCloud:
+    """10 m of DN1000 with water: BX at 2-4 m, an offset section at 6-8 m, a deposit 9.5-11.5 m."""
+    water = -0.4
+    parts = [
+        ring(rng, (0.0, 2.0), bed_m=water),
+        ring(rng, (2.0, 4.0), 0.55, 0.45, (0.0, -0.05), bed_m=water),
+        ring(rng, (4.0, 6.0), bed_m=water),
+        ring(rng, (6.0, 8.0), centre_m=(-0.06, 0.0), bed_m=water),
+        ring(rng, (8.0, 9.5), bed_m=water),
+        ring(rng, (9.5, 11.5), bed_m=-0.25),
+        ring(rng, (11.5, 13.0), bed_m=water),
+    ]
+    return straight_cloud(*parts)
+
+
+def test_ring_profile_tracks_the_bore(defective_pipe: PipeCloud) -> None:
+    profile = ring_profile(defective_pipe, 0.25, D_M, 0.0, 13.0)
+    s = profile.s_mid_m
+    bx = (s > 2.25) & (s < 3.75)
+    assert np.all(profile.ovality_pct_of_d[bx] == pytest.approx(10.0, abs=1.0))
+    assert np.all(np.abs(profile.ovality_pct_of_d[(s > 4.25) & (s < 5.75)]) < 1.0)
+    offset = (s > 6.25) & (s < 7.75)
+    assert np.all(profile.centre_lateral_m[offset] == pytest.approx(-0.06, abs=0.005))
+    assert np.all(profile.bed_height_m[(s > 9.75) & (s < 11.25)] == pytest.approx(0.25,
+                                                                                   abs=0.01))
+    assert np.all(profile.bed_height_m[(s > 4.25) & (s < 5.75)] == pytest.approx(0.1,
+                                                                                  abs=0.01))
+
+
+def test_geometric_defects_are_found_with_their_measurements(defective_pipe: PipeCloud) -> None:
+    found = find_geometric_defects(defective_pipe, D_M, 0.1, s_start_m=0.0, s_end_m=13.0)
+    assert [d.code for d in found] == ["BX", "CK", "CK", "CJ"]
+    bx, ck1, ck2, cj = found
+    assert (bx.s_start_m, bx.s_end_m) == (pytest.approx(2.0, abs=0.15),
+                                          pytest.approx(4.0, abs=0.15))
+    assert bx.measured["ovality_pct_of_d"] == pytest.approx(10.0, abs=0.5)
+    for ck, s_joint in ((ck1, 6.0), (ck2, 8.0)):
+        assert ck.s_start_m == pytest.approx(s_joint, abs=0.15)
+        assert ck.measured["offset_m"] == pytest.approx(0.06, abs=0.01)
+        assert ck.measured["offset_ratio_of_wall"] == pytest.approx(0.6, abs=0.1)
+    assert (cj.s_start_m, cj.s_end_m) == (pytest.approx(9.5, abs=0.15),
+                                          pytest.approx(11.5, abs=0.15))
+    assert cj.measured["depth_m"] == pytest.approx(0.25, abs=0.01)
+    assert cj.measured["depth_pct_of_d"] == pytest.approx(25.0, abs=1.0)
