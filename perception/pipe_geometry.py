@@ -219,9 +219,10 @@ class PipeCloud:
         chunk_ids = s_cell // _S_CELLS_PER_CHUNK
         n = self._cells_across
         keys = ((s_cell % _S_CELLS_PER_CHUNK) * n + across[:, 0]) * n + across[:, 1]
-        for chunk_id in np.unique(chunk_ids).tolist():
-            mine = chunk_ids == chunk_id
-            self._chunks.setdefault(chunk_id, _Chunk()).merge(keys[mine], pipe[mine])
+        order = np.argsort(chunk_ids, kind="stable")
+        ids, starts = np.unique(chunk_ids[order], return_index=True)
+        for chunk_id, rows in zip(ids.tolist(), np.split(order, starts[1:]), strict=True):
+            self._chunks.setdefault(chunk_id, _Chunk()).merge(keys[rows], pipe[rows])
         self._cache = None
         return len(pipe)
 
@@ -393,6 +394,10 @@ def fit_ellipse(lateral_m: ArrayLike, vertical_m: ArrayLike, start: CircleFit,
 
 # --- the bed: water surface or deposit top ---------------------------------------------------
 
+_ROW = 12
+"""Values per bin of a ring profile (see ``_ring_row``)."""
+INTRUSION_M = 0.05
+"""Returns this far inside the fitted wall belong to something in the bore."""
 _BEHIND_WALL_M = 0.05
 """Returns this far beyond the fitted wall come from behind it (an open joint's gap)."""
 OPEN_SHARE = 0.15
@@ -563,6 +568,9 @@ class RingProfile:
     (clock 0:30 to 5:30) and left (6:30 to 11:30) where at least ``OPEN_SHARE`` of the returns
     lie more than ``gap_threshold_m`` beyond the fitted ring: an open joint shows on both
     sides, a lateral connection or an offset joint's step on one.
+    ``intruded_sectors``: sectors where at least ``OPEN_SHARE`` of the returns lie more than
+    ``INTRUSION_M`` inside the fitted ellipse (something occupies the bore there), with
+    ``intrusion_m`` (90th percentile of how far inside) and ``intrusion_clock_h`` (centre).
     """
 
     s_start_m: FloatArray
@@ -578,6 +586,9 @@ class RingProfile:
     bed_height_m: FloatArray
     open_right_sectors: FloatArray
     open_left_sectors: FloatArray
+    intruded_sectors: FloatArray
+    intrusion_m: FloatArray
+    intrusion_clock_h: FloatArray
 
     @property
     def s_mid_m(self) -> FloatArray:
@@ -602,7 +613,7 @@ def ring_profile(cloud: PipeCloud, step_m: float, nominal_diameter_m: float,
     first = everything.s_m[0] if s_start_m is None else s_start_m
     last = everything.s_m[-1] if s_end_m is None else s_end_m
     starts = np.arange(math.floor(first / step_m), math.ceil(last / step_m)) * step_m
-    rows = np.full((len(starts), 9), np.nan)
+    rows = np.full((len(starts), _ROW), np.nan)
     counts = np.zeros(len(starts), np.int64)
     for i, s0 in enumerate(starts.tolist()):
         points = everything.between(s0, s0 + step_m)
@@ -612,14 +623,15 @@ def ring_profile(cloud: PipeCloud, step_m: float, nominal_diameter_m: float,
         rows[i] = _ring_row(points, radius, gap_threshold_m)
     ovality = (1.0 - rows[:, 4] / nominal_diameter_m) * 100.0
     return RingProfile(starts, step_m, counts, rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3],
-                       rows[:, 4], rows[:, 5], ovality, rows[:, 6], rows[:, 7], rows[:, 8])
+                       rows[:, 4], rows[:, 5], ovality, *rows[:, 6:].T)
 
 
 def _ring_row(points: PipePoints, radius_m: float, gap_threshold_m: float) -> FloatArray:
-    """cy, cz, r, residual, min_d, max_d, bed height, open right / left sectors of a bin."""
+    """cy, cz, r, residual, min_d, max_d, bed height, open right / left sectors, intruded
+    sectors, intrusion depth and clock of one bin."""
     wall, bed = _wall(points, radius_m)
     if len(wall) < MIN_RING_POINTS:
-        return np.full(9, np.nan)
+        return np.full(_ROW, np.nan)
     circle = fit_circle(wall.lateral_m, wall.vertical_m, radius_m)
     ellipse = fit_ellipse(wall.lateral_m, wall.vertical_m, circle)
     invert = ellipse.centre_vertical_m - ellipse.vertical_half_extent_m
@@ -634,13 +646,32 @@ def _ring_row(points: PipePoints, radius_m: float, gap_threshold_m: float) -> Fl
                          minlength=_SECTORS)
     open_ = (beyond >= 3) & (beyond >= OPEN_SHARE * seen)
     half = _SECTORS // 2
+    # Returns well inside the fitted ellipse, per sector
+    inside = -_ellipse_residuals(wall.lateral_m, wall.vertical_m, np.array([
+        ellipse.centre_lateral_m, ellipse.centre_vertical_m, ellipse.semi_major_m,
+        ellipse.semi_minor_m, ellipse.angle_rad]))
+    intruding = inside > INTRUSION_M
+    intruded = np.bincount(sector[intruding], minlength=_SECTORS)
+    intruded_ = (intruded >= 3) & (intruded >= OPEN_SHARE * seen)
+    depth = clock = math.nan
+    if intruded_.any():
+        depth = float(np.percentile(inside[intruding & intruded_[sector]], 90.0))
+        angles = (np.flatnonzero(intruded_) + 0.5) * 2.0 * math.pi / _SECTORS
+        clock = clock_of(-float(np.sin(angles).sum()), float(np.cos(angles).sum()))
     return np.array([circle.centre_lateral_m, circle.centre_vertical_m, circle.radius_m,
                      circle.residual_m, 2.0 * ellipse.semi_minor_m, 2.0 * ellipse.semi_major_m,
                      bed_height, np.count_nonzero(open_[1:half]),
-                     np.count_nonzero(open_[half + 1:])])
+                     np.count_nonzero(open_[half + 1:]), np.count_nonzero(intruded_), depth,
+                     clock])
 
 
 # --- finding defects -------------------------------------------------------------------------
+
+
+INTRUSION = "intrusion"
+"""Not a CJJ 181 code: something occupies part of the bore. The lidar sees its size and
+place but not what it is (an obstacle ZW, roots SG, a protruding lateral AJ, scale JG);
+the camera names it."""
 
 
 @dataclass(frozen=True)
@@ -676,10 +707,13 @@ def find_geometric_defects(cloud: PipeCloud, nominal_diameter_m: float,
                            wall_thickness_m: float, step_m: float = 0.1,
                            s_start_m: float | None = None, s_end_m: float | None = None,
                            thresholds: DefectThresholds | None = None) -> list[GeometricDefect]:
-    """BX, CK, CJ (and TJ, an open joint) found along the cloud, sorted by chainage.
+    """BX, CK, CJ, TJ (an open joint) and intrusions found along the cloud, by chainage.
 
-    A ring deformed next to round ones also shifts its centre; such a step is part of the BX,
-    never reported as CK. A lateral connection (an opening over a few sectors) is not a
+    Classification rules: a ring deformed next to round ones also shifts its centre and its
+    crown stands inside theirs; such steps and intrusions are part of the BX, never CK or
+    ``INTRUSION``. Something in the bore pulls the ellipse fit; bins with an intrusion are not
+    BX but ``INTRUSION`` (measured: intrusion_m, intrusion_pct_of_d, arc_h; the camera says
+    whether it is ZW, SG, AJ or JG). A lateral connection (an opening on one side) is not a
     defect and not reported.
     """
     limits = thresholds or DefectThresholds()
@@ -689,6 +723,7 @@ def find_geometric_defects(cloud: PipeCloud, nominal_diameter_m: float,
         *_find_offset_joints(cloud, profile, nominal_diameter_m, wall_thickness_m, limits),
         *_find_deposits(cloud, profile, nominal_diameter_m, limits),
         *_find_open_joints(cloud, profile, nominal_diameter_m, limits),
+        *_find_intrusions(profile, nominal_diameter_m, limits),
     ]
     return sorted(found, key=lambda d: (d.s_start_m, d.code))
 
@@ -704,9 +739,25 @@ def _runs(flags: NDArray[np.bool_], max_gap: int = 1, min_length: int = 2) -> li
     return [(a, b) for a, b in runs if b - a + 1 >= min_length]
 
 
+def _oval(profile: RingProfile, limits: DefectThresholds) -> NDArray[np.bool_]:
+    """Bins whose ring is deformed (and not just pulled by something in the bore)."""
+    oval = np.nan_to_num(profile.ovality_pct_of_d, nan=0.0) > limits.ovality_pct_of_d
+    intruded = np.nan_to_num(profile.intruded_sectors, nan=0.0) > 0
+    flags: NDArray[np.bool_] = oval & ~intruded
+    return flags
+
+
+def _next_to(flags: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Bins that are flagged or next to a flagged one."""
+    grown = flags.copy()
+    grown[1:] |= flags[:-1]
+    grown[:-1] |= flags[1:]
+    return grown
+
+
 def _find_deformations(cloud: PipeCloud, profile: RingProfile, nominal_d: float,
                        limits: DefectThresholds) -> list[GeometricDefect]:
-    oval = np.nan_to_num(profile.ovality_pct_of_d, nan=0.0) > limits.ovality_pct_of_d
+    oval = _oval(profile, limits)
     found = []
     for first, last in _runs(oval):
         s0 = float(profile.s_start_m[first])
@@ -726,12 +777,12 @@ def _find_offset_joints(cloud: PipeCloud, profile: RingProfile, nominal_d: float
                         wall_m: float, limits: DefectThresholds) -> list[GeometricDefect]:
     k = limits.window_bins
     centres = np.column_stack([profile.centre_lateral_m, profile.centre_vertical_m])
-    oval = np.nan_to_num(profile.ovality_pct_of_d, nan=0.0) > limits.ovality_pct_of_d
+    odd = _oval(profile, limits) | (np.nan_to_num(profile.intruded_sectors, nan=0.0) > 0)
     # Step of the median centre across each bin boundary
     steps = np.zeros(len(profile))
     for i in range(k, len(profile) - k + 1):
         before, after = centres[i - k:i], centres[i:i + k]
-        if np.isnan(before).any() or np.isnan(after).any() or oval[i - k:i + k].any():
+        if np.isnan(before).any() or np.isnan(after).any() or odd[i - k:i + k].any():
             continue
         steps[i] = float(np.linalg.norm(np.median(after, axis=0) - np.median(before, axis=0)))
     # Local maxima above the threshold, measured at their boundary
@@ -806,8 +857,7 @@ def _find_open_joints(cloud: PipeCloud, profile: RingProfile, nominal_d: float,
     both_sides = ((np.nan_to_num(profile.open_right_sectors, nan=0.0) >= need)
                   & (np.nan_to_num(profile.open_left_sectors, nan=0.0) >= need))
     # A deformed ring bulges beyond its round neighbours on both sides: not a gap
-    oval = np.nan_to_num(profile.ovality_pct_of_d, nan=0.0) > limits.ovality_pct_of_d
-    near_oval = oval | np.roll(oval, 1) | np.roll(oval, -1)
+    near_oval = _next_to(_oval(profile, limits))
     found = []
     for first, last in _runs(both_sides & ~near_oval, max_gap=0, min_length=1):
         s0 = float(profile.s_start_m[first]) - profile.step_m
@@ -844,3 +894,25 @@ def _gap_at_sides(points: PipePoints, radius_m: float) -> tuple[float, float] | 
     share = np.cumsum(wall.hits[behind][order]) / float(wall.hits[behind].sum())
     start, end = s[np.searchsorted(share, [0.05, 0.95])]
     return float(start), float(end)
+
+
+def _find_intrusions(profile: RingProfile, nominal_d: float,
+                     limits: DefectThresholds) -> list[GeometricDefect]:
+    intruded = np.nan_to_num(profile.intruded_sectors, nan=0.0) > 0
+    # A deformed ring's crown stands inside its round neighbours: part of the BX
+    near_oval = _next_to(_oval(profile, limits))
+    found = []
+    for first, last in _runs(intruded, max_gap=1, min_length=2):
+        if near_oval[first:last + 1].any():
+            continue
+        depth = profile.intrusion_m[first:last + 1]
+        deepest = first + int(np.nanargmax(depth))
+        found.append(GeometricDefect(
+            INTRUSION, float(profile.s_start_m[first]),
+            float(profile.s_start_m[last]) + profile.step_m,
+            {"intrusion_m": float(np.nanmax(depth)),
+             "intrusion_pct_of_d": float(np.nanmax(depth)) / nominal_d * 100.0,
+             "arc_h": float(np.nanmax(profile.intruded_sectors[first:last + 1]))
+             * 12.0 / _SECTORS},
+            float(profile.intrusion_clock_h[deepest])))
+    return found

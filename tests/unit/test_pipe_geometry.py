@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 from perception.errors import PerceptionError
 from perception.pipe_geometry import (
+    INTRUSION,
     InsufficientPointsError,
     PipeCloud,
     PipeGeometryError,
@@ -227,3 +228,24 @@ def test_geometric_defects_are_found_with_their_measurements(defective_pipe: Pip
                                           pytest.approx(11.5, abs=0.15))
     assert cj.measured["depth_m"] == pytest.approx(0.25, abs=0.01)
     assert cj.measured["depth_pct_of_d"] == pytest.approx(25.0, abs=1.0)
+
+
+def test_an_obstacle_in_the_bore_is_an_intrusion_not_a_deformation(
+        rng: np.random.Generator) -> None:
+    # Rubble against the right wall at 2.0-2.5 m: inner face at y = -0.28, top at z = 0.1
+    wall = ring(rng, (0.0, 4.0), bed_m=-0.4)
+    hidden = (wall[:, 0] > 2.0) & (wall[:, 0] < 2.5) & (wall[:, 1] < -0.28) & (wall[:, 2] < 0.1)
+    n = 4000
+    face = np.column_stack([rng.uniform(2.0, 2.5, n), np.full(n, -0.28),
+                            rng.uniform(-0.4, 0.1, n)])
+    top = np.column_stack([rng.uniform(2.0, 2.5, n), rng.uniform(-0.48, -0.28, n),
+                           np.full(n, 0.1)])
+    cloud = straight_cloud(wall[~hidden], face + rng.normal(0.0, 0.005, face.shape),
+                           top + rng.normal(0.0, 0.005, top.shape))
+    found = find_geometric_defects(cloud, D_M, 0.1, s_start_m=0.0, s_end_m=4.0)
+    assert [d.code for d in found] == [INTRUSION]
+    (rubble,) = found
+    assert (rubble.s_start_m, rubble.s_end_m) == (pytest.approx(2.0, abs=0.15),
+                                                  pytest.approx(2.5, abs=0.15))
+    assert rubble.clock_h == pytest.approx(3.5, abs=1.0)
+    assert rubble.measured["intrusion_m"] == pytest.approx(0.2, abs=0.06)
