@@ -32,7 +32,14 @@ from firmware_bridge.messages import Imu, SetTwist
 from navigation.path import PathFollower
 from navigation.records import FixSource, LidarScan3D, OdometrySample, PositionFix
 from navigation.wheel_odometry import WheelOdometry
-from sim_worlds.simulator.simulation import GnssFix, LidarFrame, RadioFix, SimConfig, Simulation
+from sim_worlds.simulator.simulation import (
+    GnssFix,
+    LidarFrame,
+    RadioFix,
+    SimConfig,
+    SimEvent,
+    Simulation,
+)
 
 FloatArray = NDArray[np.float64]
 SPEED_MPS = 0.8
@@ -257,9 +264,15 @@ class Drive:
 
 def drive_world(world: str, estimators_for: Callable[[Simulation], list[Estimator]],
                 progress: Callable[[str], None], max_sim_s: float | None = None,
-                seed: int = 1) -> tuple[Drive, list[Estimator]]:
-    """Drive the whole route once, feeding every estimator the same events."""
-    sim = Simulation(world, SimConfig(camera=False, seed=seed))
+                seed: int = 1, config: SimConfig | None = None, speed_mps: float = SPEED_MPS,
+                on_events: Callable[[Simulation, list[SimEvent]], None] | None = None,
+                ) -> tuple[Drive, list[Estimator]]:
+    """Drive the whole route once, feeding every estimator the same events.
+
+    ``config`` replaces the simulation settings (default: no camera); ``on_events`` sees every
+    step's sensor events after the estimators have (the perception benchmark's hook).
+    """
+    sim = Simulation(world, config or SimConfig(camera=False, seed=seed))
     estimators = estimators_for(sim)
     mcu = sim.mcu
     odometry = WheelOdometry(mcu.params.ticks_per_m, mcu.params.track_width_m)
@@ -269,7 +282,7 @@ def drive_world(world: str, estimators_for: Callable[[Simulation], list[Estimato
     step = 0
     last_report = time.monotonic()
     arrived_ns: int | None = None
-    follower = PathFollower(sim.route, 0.8, SPEED_MPS)
+    follower = PathFollower(sim.route, 0.8, speed_mps)
     while max_sim_s is None or sim.now_ns * 1e-9 < max_sim_s:
         if arrived_ns is None and follower.progress_m >= route_end:
             arrived_ns = sim.now_ns
@@ -310,6 +323,8 @@ def drive_world(world: str, estimators_for: Callable[[Simulation], list[Estimato
                 drive.scans += 1
                 for estimator in estimators:
                     estimator.on_scan(scan)
+        if on_events is not None and events:
+            on_events(sim, events)
         if time.monotonic() - last_report > 10.0:
             last_report = time.monotonic()
             progress(f"{world}: {follower.progress_m:.0f} / {sim.route.length_m:.0f} m")

@@ -58,6 +58,9 @@ class MountsConfig(_Section):
 
     lidar_xyz_m: tuple[float, float, float] = (0.12, 0.0, 0.39)
     lidar_rpy_rad: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # Camera link (x forward, y left, z up; the optical axis is +x, as in Gazebo).
+    camera_xyz_m: tuple[float, float, float] = (0.31, 0.0, 0.215)
+    camera_rpy_rad: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 class LocalizationConfig(_Section):
@@ -66,6 +69,22 @@ class LocalizationConfig(_Section):
     site_file: str = ""  # site file (docs/site_file.md); empty: no site frame, no fixes
     map_publish_period_s: float = Field(2.0, gt=0.0)
     pose_publish_period_s: float = Field(0.1, gt=0.0)
+
+
+class PerceptionConfig(_Section):
+    """Defect detection and mapping (docs/perception.md)."""
+
+    # ultralytics:PATH.pt | onnx:PATH.onnx | classical | python:module:Class; "shipped": the
+    # ONNX model that ships in perception/models/.
+    detector: str = "shipped"
+    confidence_threshold: float = Field(0.25, ge=0.0, le=1.0)
+    iou_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    image_size_px: int = Field(640, gt=0)
+    min_frames: int = Field(3, ge=1)  # frames that confirm a finding
+    min_confidence: float = Field(0.35, ge=0.0, le=1.0)  # mean confidence of a finding
+    pipe_inner_diameter_m: float = Field(1.0, gt=0.0)
+    pipe_wall_thickness_m: float = Field(0.1, gt=0.0)
+    pipe_axis: str = ""  # site axis the findings are placed on; empty: the site's first
 
 
 class FramesConfig(_Section):
@@ -84,6 +103,7 @@ class CrawlerConfig(_Section):
     imu: ImuConfig = ImuConfig()
     mounts: MountsConfig = MountsConfig()
     localization: LocalizationConfig = LocalizationConfig()
+    perception: PerceptionConfig = PerceptionConfig()
     frames: FramesConfig = FramesConfig()
 
 

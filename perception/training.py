@@ -75,6 +75,8 @@ def train_detector(data_yaml: Path, out_dir: Path, settings: TrainSettings | Non
     torch.set_num_threads(settings.threads or (os.cpu_count() or 1))
     started = time.perf_counter()
     model = YOLO(str(model_yaml), task="detect")
+    if log is not None:
+        model.add_callback("on_fit_epoch_end", _epoch_logger(log, settings.epochs, started))
     # Train (CPU, no plots, no pretrained weights, reproducible seed)
     try:
         model.train(
@@ -138,8 +140,25 @@ def write_model_card(path: Path, data_yaml: Path, model_yaml: Path, settings: Tr
     return path
 
 
+def _epoch_logger(log: Callable[[str], None], epochs: int, started: float
+                  ) -> Callable[[Any], None]:
+    """One progress line per epoch: validation figures and the time left."""
+
+    def on_epoch_end(trainer: Any) -> None:
+        done = int(trainer.epoch) + 1
+        elapsed = time.perf_counter() - started
+        figures = _figures(getattr(trainer, "metrics", None) or {})
+        left_min = elapsed / done * (epochs - done) / 60.0
+        log(f"epoch {done}/{epochs}: {figures}; about {left_min:.0f} min left")
+
+    return on_epoch_end
+
+
 def _validation_metrics(model: Any) -> dict[str, float]:
-    metrics = getattr(getattr(model, "trainer", None), "metrics", None) or {}
+    return _figures(getattr(getattr(model, "trainer", None), "metrics", None) or {})
+
+
+def _figures(metrics: dict[str, Any]) -> dict[str, float]:
     wanted = {"metrics/mAP50(B)": "map50", "metrics/mAP50-95(B)": "map50_95",
               "metrics/precision(B)": "precision", "metrics/recall(B)": "recall"}
     return {name: round(float(metrics[key]), 4) for key, name in wanted.items() if key in metrics}

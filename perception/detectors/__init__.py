@@ -1,0 +1,140 @@
+"""Defect detectors behind one interface, chosen by a spec string.
+
+Specs: ``ultralytics:PATH.pt``, ``onnx:PATH.onnx``, ``classical``, ``python:module:Class``, and
+``shipped``: the ONNX model trained by the project (``perception/models/crawler_defects.onnx``).
+Backends import lazily (Ultralytics pulls in torch), so naming one never loads the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from perception.detectors.base import Detection, Detector, ImageBGR, StagedDetector, StageTimes
+from perception.errors import DetectorSpecError, ModelLoadError
+
+__all__ = [
+    "DETECTOR_PLUGINS",
+    "SHIPPED_MODEL",
+    "Detection",
+    "Detector",
+    "DetectorOptions",
+    "ImageBGR",
+    "StageTimes",
+    "StagedDetector",
+    "load_detector",
+    "parse_spec",
+]
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """Settings every backend understands."""
+
+    confidence_threshold: float = 0.25
+    iou_threshold: float = 0.5  # non-maximum suppression
+    image_size_px: int = 640  # network input side (letterboxed square)
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A parsed spec string: plugin name and its argument (a path or module:Class)."""
+
+    kind: str
+    argument: str
+
+
+Factory = Callable[[str, DetectorOptions], Detector]
+
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "crawler_defects.onnx"
+
+
+def _ultralytics(argument: str, options: DetectorOptions) -> Detector:
+    from perception.detectors.ultralytics_detector import UltralyticsDetector
+
+    return UltralyticsDetector.from_file(_model_file(argument, ".pt"), options)
+
+
+def _onnx(argument: str, options: DetectorOptions) -> Detector:
+    from perception.detectors.onnx_detector import OnnxDetector
+
+    return OnnxDetector.from_file(_model_file(argument, ".onnx"), options)
+
+
+def _shipped(argument: str, options: DetectorOptions) -> Detector:
+    if argument:
+        raise DetectorSpecError(f"'shipped' takes no argument, got 'shipped:{argument}'")
+    return _onnx(str(SHIPPED_MODEL), options)
+
+
+def _classical(argument: str, options: DetectorOptions) -> Detector:
+    from perception.detectors.classical import ClassicalDetector
+
+    if argument:
+        raise DetectorSpecError(f"'classical' takes no argument, got 'classical:{argument}'")
+    return ClassicalDetector.from_options(options)
+
+
+def _python(argument: str, options: DetectorOptions) -> Detector:
+    module_name, _, class_name = argument.rpartition(":")
+    if not module_name or not class_name:
+        raise DetectorSpecError(f"'python:{argument}' must be python:module.path:ClassName")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise DetectorSpecError(f"python:{argument}: cannot import '{module_name}': {err}") from err
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise DetectorSpecError(f"python:{argument}: '{module_name}' has no '{class_name}'")
+    detector = cls(options) if _takes_options(cls) else cls()
+    if not isinstance(detector, Detector):
+        raise DetectorSpecError(
+            f"python:{argument}: {class_name} lacks 'classes' and 'detect(image_bgr, stamp_ns)'"
+        )
+    return detector
+
+
+def _takes_options(cls: type) -> bool:
+    from inspect import signature
+
+    try:
+        return len(signature(cls).parameters) >= 1
+    except (TypeError, ValueError):
+        return False
+
+
+DETECTOR_PLUGINS: dict[str, Factory] = {
+    "ultralytics": _ultralytics,
+    "onnx": _onnx,
+    "classical": _classical,
+    "python": _python,
+    "shipped": _shipped,
+}
+
+
+def parse_spec(spec: str) -> DetectorSpec:
+    """Split ``kind:argument``; raises DetectorSpecError for an unknown kind."""
+    kind, _, argument = spec.strip().partition(":")
+    if kind not in DETECTOR_PLUGINS:
+        known = ", ".join(f"'{name}'" for name in DETECTOR_PLUGINS)
+        raise DetectorSpecError(f"unknown detector '{spec}': use one of {known}")
+    if kind in ("ultralytics", "onnx", "python") and not argument:
+        raise DetectorSpecError(f"detector '{spec}' needs an argument: {kind}:...")
+    return DetectorSpec(kind, argument)
+
+
+def load_detector(spec: str, options: DetectorOptions | None = None) -> Detector:
+    """The detector a spec string names, loaded and ready."""
+    parsed = parse_spec(spec)
+    return DETECTOR_PLUGINS[parsed.kind](parsed.argument, options or DetectorOptions())
+
+
+def _model_file(argument: str, suffix: str) -> Path:
+    path = Path(argument).expanduser()
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    if path.suffix.lower() != suffix:
+        raise ModelLoadError(f"{path}: expected a {suffix} file")
+    return path

@@ -1,0 +1,306 @@
+"""From per-frame detections to findings: one per physical defect, placed on the pipe.
+
+Each detection is placed by casting rays from the localized camera through points of its box
+(the centre and the midpoints of the four edges) onto the pipe wall, a cylinder of the pipe's
+radius around the site axis (the invert line raised by the radius). The nearest and farthest
+of those wall points give the observation's start and end distance along the pipe, the centre
+its clock position. Observations of the same class that overlap along the pipe and lie within
+a few clock hours join one track; a track becomes a finding when it was seen in enough frames,
+and is closed once the camera has driven past it. Single-frame flukes never become findings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from navigation.site import Axis
+from perception.detectors.base import Detection
+
+FloatArray = NDArray[np.float64]
+
+# CJJ 181 continuous (longitudinal) defects: reported with a start and an end.
+CONTINUOUS_CODES = frozenset({"FS", "CJ", "JG"})
+# Ring defects at a pipe joint: the box spans the whole ring; the ring's distance is the median.
+JOINT_CODES = frozenset({"CK", "TJ"})
+
+
+@dataclass(frozen=True)
+class PinholeCamera:
+    """Pinhole camera looking along its frame's +x (y left, z up), as the simulator's."""
+
+    width_px: int
+    height_px: int
+    focal_px: float
+
+    def ray(self, u_px: float, v_px: float) -> FloatArray:
+        """Unit direction in the camera frame through pixel (u, v)."""
+        d = np.array([self.focal_px, 0.5 * self.width_px - u_px, 0.5 * self.height_px - v_px])
+        unit: FloatArray = d / np.linalg.norm(d)
+        return unit
+
+
+
+@dataclass(frozen=True)
+class WallPoint:
+    """A point of the pipe wall: distance along the pipe, clock position, site coordinates."""
+
+    distance_m: float
+    clock_h: float
+    point_m: FloatArray
+
+
+@dataclass(frozen=True)
+class PipeModel:
+    """A round pipe: the site axis (its invert line) and the inner radius."""
+
+    axis: Axis
+    radius_m: float
+
+    def wall_hit(self, origin_m: FloatArray, direction: FloatArray) -> WallPoint | None:
+        """Where a ray from inside the pipe meets the wall (None: it leaves along the bore)."""
+        # Local straight pipe: the axis segment nearest the ray's origin, raised to the centre
+        chainage, along = self.axis.chainage_and_direction(origin_m)
+        centre = self.axis.point_at(chainage) + np.array([0.0, 0.0, self.radius_m])
+        # |(o + t d - c) minus its component along the pipe| = R, solved for t > 0
+        rel = origin_m - centre
+        d_perp = direction - (direction @ along) * along
+        r_perp = rel - (rel @ along) * along
+        a = float(d_perp @ d_perp)
+        b = 2.0 * float(d_perp @ r_perp)
+        c = float(r_perp @ r_perp) - self.radius_m**2
+        if a < 1e-9:
+            return None
+        disc = b * b - 4.0 * a * c
+        if disc < 0.0:
+            return None
+        t = (-b + math.sqrt(disc)) / (2.0 * a)
+        if t <= 0.0 or t > 50.0:
+            return None
+        point = origin_m + t * direction
+        distance_m, _ = self.axis.chainage_and_direction(point)
+        return WallPoint(distance_m, self.clock_of(point, distance_m), point)
+
+    def clock_of(self, point_m: FloatArray, distance_m: float) -> float:
+        """Clock position (hours, 12 at the crown, 3 on the right looking down the axis)."""
+        _, along = self.axis.chainage_and_direction(point_m)
+        centre = self.axis.point_at(distance_m) + np.array([0.0, 0.0, self.radius_m])
+        rel = point_m - centre
+        # Cross-section axes: left of the direction, and up (rings.clock_point's y and z)
+        left = np.cross(np.array([0.0, 0.0, 1.0]), along)
+        left /= np.linalg.norm(left)
+        up = np.cross(along, left)
+        y, z = float(rel @ left), float(rel @ up)
+        hours = (math.atan2(-y, z) / (2.0 * math.pi) * 12.0) % 12.0
+        return 12.0 if hours < 1e-6 else hours
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One detection placed on the pipe."""
+
+    stamp_ns: int
+    code: str
+    confidence: float
+    start_m: float
+    end_m: float
+    centre_m: float
+    clock_h: float
+    point_m: FloatArray
+    box_xyxy_px: tuple[float, float, float, float]
+    camera_distance_m: float  # camera chainage when seen
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A confirmed defect: class, where it is along the pipe and around it, best view."""
+
+    id: str
+    code: str
+    start_m: float
+    end_m: float
+    clock_h: float
+    position_m: tuple[float, float, float]
+    confidence: float
+    frames: int
+    first_stamp_ns: int
+    last_stamp_ns: int
+    best_stamp_ns: int
+    best_box_xyxy_px: tuple[float, float, float, float]
+    continuous: bool
+    source: str = "camera"  # camera, lidar, or camera+lidar
+    measured: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def length_m(self) -> float:
+        """Longitudinal extent along the pipe."""
+        return self.end_m - self.start_m
+
+
+def _clock_gap_h(a: float, b: float) -> float:
+    gap = abs(a - b) % 12.0
+    return min(gap, 12.0 - gap)
+
+
+@dataclass
+class _Track:
+    code: str
+    observations: list[Observation]
+
+
+    def clock_h(self) -> float:
+        angles = np.array([o.clock_h for o in self.observations]) / 12.0 * 2.0 * math.pi
+        weights = np.array([o.confidence for o in self.observations])
+        mean = math.atan2(float(weights @ np.sin(angles)), float(weights @ np.cos(angles)))
+        hours = (mean / (2.0 * math.pi) * 12.0) % 12.0
+        return 12.0 if hours < 1e-6 else hours
+
+
+class FindingTracker:
+    """Joins placed detections into findings as the crawler drives along one pipe axis.
+
+    ``min_frames`` observations (with a mean confidence of at least ``min_confidence``)
+    confirm a track; it is reported once the camera is ``close_after_m`` past its end, or at
+    ``flush()``. The start is the median of the starts of the ``near_views`` observations
+    nearest to it; the end, the median of the ends seen from within ``far_view_m`` (rays to a
+    far end graze the wall), or the farthest near edge seen if that reaches farther.
+    """
+
+    def __init__(self, pipe: PipeModel, camera: PinholeCamera, *, min_frames: int = 3,
+                 min_confidence: float = 0.35, gate_m: float = 0.5, clock_gate_h: float = 2.5,
+                 close_after_m: float = 0.5, near_views: int = 5, far_view_m: float = 3.0,
+                 id_prefix: str = "F") -> None:
+        self.pipe = pipe
+        self.camera = camera
+        self.min_frames = min_frames
+        self.min_confidence = min_confidence
+        self.gate_m = gate_m
+        self.clock_gate_h = clock_gate_h
+        self.close_after_m = close_after_m
+        self.near_views = near_views
+        self.far_view_m = far_view_m
+        self._prefix = id_prefix
+        self._tracks: list[_Track] = []
+        self._count = 0
+        self.unplaced = 0  # detections whose rays missed the wall model
+
+    def update(self, stamp_ns: int, detections: list[Detection], T_map_camera: FloatArray
+               ) -> list[Finding]:
+        """Add one frame's detections; return the findings that closed with it."""
+        camera_m, _ = self.pipe.axis.chainage_and_direction(T_map_camera[:3, 3])
+        for detection in detections:
+            observation = self.place(stamp_ns, detection, T_map_camera, camera_m)
+            if observation is None:
+                self.unplaced += 1
+                continue
+            self._associate(observation)
+        return self._close(
+            lambda track: camera_m > self._extent(track)[1] + self.close_after_m)
+
+    def flush(self) -> list[Finding]:
+        """Close every open track (end of the mission)."""
+        return self._close(lambda track: True)
+
+    def place(self, stamp_ns: int, detection: Detection, T_map_camera: FloatArray,
+              camera_m: float) -> Observation | None:
+        """A detection placed on the wall, or None when its rays miss the pipe model."""
+        x0, y0, x1, y1 = detection.box_xyxy_px
+        xm, ym = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
+        pixels = [(xm, ym), (xm, y0), (xm, y1), (x0, ym), (x1, ym)]
+        R, origin = T_map_camera[:3, :3], T_map_camera[:3, 3]
+        hits = [self.pipe.wall_hit(origin, R @ self.camera.ray(u, v)) for u, v in pixels]
+        placed = [h for h in hits if h is not None]
+        # A joint ring's box is centred on the bore (its centre ray runs down the pipe)
+        anchor = hits[0] if hits[0] is not None else (
+            placed[0] if placed and detection.code in JOINT_CODES else None)
+        if anchor is None:
+            return None
+        distances = [h.distance_m for h in placed]
+        if detection.code in JOINT_CODES:
+            middle = float(np.median(distances))
+            start_m = end_m = middle
+        else:
+            start_m, end_m = min(distances), max(distances)
+        return Observation(stamp_ns, detection.code, detection.confidence, start_m, end_m,
+                           anchor.distance_m, anchor.clock_h, anchor.point_m,
+                           detection.box_xyxy_px, camera_m)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _associate(self, observation: Observation) -> None:
+        best: _Track | None = None
+        best_gap = math.inf
+        for track in self._tracks:
+            if track.code != observation.code:
+                continue
+            start_m, end_m = self._extent(track)
+            gap = max(start_m - observation.end_m, observation.start_m - end_m, 0.0)
+            if gap > self.gate_m:
+                continue
+            if (observation.code not in JOINT_CODES
+                    and _clock_gap_h(track.clock_h(), observation.clock_h) > self.clock_gate_h):
+                continue
+            if gap < best_gap:
+                best, best_gap = track, gap
+        if best is None:
+            self._tracks.append(_Track(observation.code, [observation]))
+        else:
+            best.observations.append(observation)
+
+    def _close(self, done: object) -> list[Finding]:
+        assert callable(done)
+        closed = [t for t in self._tracks if done(t)]
+        self._tracks = [t for t in self._tracks if not done(t)]
+        findings = []
+        for track in closed:
+            finding = self._finding(track)
+            if finding is not None:
+                findings.append(finding)
+        return findings
+
+    def _extent(self, track: _Track) -> tuple[float, float]:
+        """Nearest start and robust far end of a track so far (for gating and closing)."""
+        start_m = min(o.start_m for o in track.observations)
+        return start_m, max(self._far_end(track.observations), start_m)
+
+    def _far_end(self, observations: list[Observation]) -> float:
+        return _far_end_of(observations, self.far_view_m)
+
+    def _finding(self, track: _Track) -> Finding | None:
+        observations = track.observations
+        confidence = float(np.mean([o.confidence for o in observations]))
+        if len(observations) < self.min_frames or confidence < self.min_confidence:
+            return None
+        # Nearest views place the wall best: the camera's distance to the defect's start
+        near = sorted(observations, key=lambda o: abs(o.start_m - o.camera_distance_m))
+        near = near[: self.near_views]
+        start_m = float(np.median([o.start_m for o in near]))
+        end_m = max(self._far_end(observations), start_m)
+        best = max(observations, key=lambda o: o.confidence * math.sqrt(_area(o.box_xyxy_px)))
+        position = np.median(np.array([o.point_m for o in near]), axis=0)
+        self._count += 1
+        return Finding(
+            id=f"{self._prefix}{self._count:03d}", code=track.code, start_m=round(start_m, 3),
+            end_m=round(end_m, 3), clock_h=round(track.clock_h(), 1),
+            position_m=(float(position[0]), float(position[1]), float(position[2])),
+            confidence=round(confidence, 3), frames=len(observations),
+            first_stamp_ns=min(o.stamp_ns for o in observations),
+            last_stamp_ns=max(o.stamp_ns for o in observations),
+            best_stamp_ns=best.stamp_ns, best_box_xyxy_px=best.box_xyxy_px,
+            continuous=track.code in CONTINUOUS_CODES,
+        )
+
+
+def _far_end_of(observations: list[Observation], close_m: float) -> float:
+    """Far end of a track: rays to a far end graze the wall, so only views from within
+    ``close_m`` of it count; and the defect reaches at least as far as any near edge seen."""
+    nearest_edge = max(o.start_m for o in observations)
+    close = [o.end_m for o in observations if o.end_m - o.camera_distance_m < close_m]
+    return max(nearest_edge, float(np.median(close))) if close else nearest_edge
+
+
+def _area(box: tuple[float, float, float, float]) -> float:
+    return max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0)

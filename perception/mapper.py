@@ -1,0 +1,260 @@
+"""The defect map of one pipe segment: camera findings, lidar measurements, CJJ 181 grades.
+
+``DefectMapper`` is what the ``defect_mapper`` node and the benchmarks drive:
+
+1. camera frames' detections go through the ``FindingTracker`` (one finding per defect);
+2. localized lidar scans accumulate in a ``PipeCloud``;
+3. at the end, geometric classes are measured from the cloud (BX from the ring's ovality, CJ
+   from the bed height, CK from the step between rings, TJ from the open joint, intrusions of
+   roots / obstacles / laterals from the bore profile), joined to the camera findings of the
+   same place, and every finding is graded from its measurement where there is one, or from
+   its visible extent by the rules in ``VISUAL_GRADE_RULES`` (marked as heuristics);
+4. the segment is evaluated by the standard's tables (S, F, S_M, RI, MI ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from perception.detectors.base import Detection
+from perception.errors import GradingError
+from perception.findings import Finding, FindingTracker, PinholeCamera, PipeModel
+from perception.grading import (
+    DefectRecord,
+    SegmentEvaluation,
+    SiteFactors,
+    Standard,
+    default_standard,
+    evaluate_segment,
+)
+from perception.pipe_geometry import (
+    INTRUSION,
+    GeometricDefect,
+    PipeCloud,
+    PipeGeometryError,
+    find_geometric_defects,
+)
+
+FloatArray = NDArray[np.float64]
+
+# Lidar-found classes a camera finding of the same class and place takes its measurement from.
+LIDAR_CODES = frozenset({"BX", "CK", "TJ", "CJ"})
+# Camera classes whose size the lidar sees as something intruding into the bore.
+INTRUDING_CODES = frozenset({"SG", "ZW", "AJ", "CQ", "CR"})
+JOIN_GAP_M = 0.6  # a camera finding and a lidar defect this close along the pipe are one
+END_MARGIN_M = 0.5  # lidar-only findings this close to a manhole are its wall, not a defect
+
+
+@dataclass(frozen=True)
+class VisualRule:
+    """Grade by longitudinal extent: the grade of the first limit the length is under."""
+
+    upper_lengths_m: tuple[float, ...]
+    grades: tuple[int, ...]
+    note: str
+
+
+# Heuristics, not the standard: CJJ 181 grades these by appearance (crack width, aggregate
+# showing, drip vs stream), which a detector box does not measure. Reported as such.
+VISUAL_GRADE_RULES: dict[str, VisualRule] = {
+    "PL": VisualRule((0.3,), (1, 2), "crack < 0.3 m long: 裂痕 (1); longer: 裂口 (2)"),
+    "FS": VisualRule((0.5,), (1, 2), "corroded < 0.5 m: light (1); longer: aggregate (2)"),
+    "SL": VisualRule((0.2,), (1, 2), "wet < 0.2 m: drip 滴漏 (1); longer: stream 线漏 (2)"),
+    "JG": VisualRule((math.inf,), (1,), "scale too thin for the lidar: grade 1"),
+    "TL": VisualRule((math.inf,), (1,), "sealing material visible: grade 1"),
+    "FZ": VisualRule((math.inf,), (1,), "scum recorded, not scored"),
+    "SG": VisualRule((math.inf,), (1,), "no lidar size: grade 1"),
+    "ZW": VisualRule((math.inf,), (1,), "no lidar size: grade 1"),
+    "AJ": VisualRule((math.inf,), (1,), "no lidar size: grade 1"),
+    "CQ": VisualRule((math.inf,), (1,), "no lidar size: grade 1"),
+    "CR": VisualRule((math.inf,), (1,), "no lidar size: grade 1"),
+    "QF": VisualRule((math.inf,), (1,), "no lidar size: grade 1"),
+}
+
+
+@dataclass(frozen=True)
+class GradedFinding:
+    """A finding with its grade, score and how the grade was obtained."""
+
+    finding: Finding
+    grade: int
+    score: float | None
+    grade_basis: str  # "lidar: ovality_pct_of_d=9.9" or "extent heuristic: ..."
+    measured: dict[str, float] = field(default_factory=dict)
+    unverified: tuple[str, ...] = ()
+
+    def record(self) -> DefectRecord:
+        """The finding as the segment evaluation takes it."""
+        return DefectRecord(self.finding.code, self.grade, self.finding.start_m,
+                            self.finding.end_m)
+
+
+@dataclass(frozen=True)
+class SegmentMap:
+    """Everything the mapper concluded about the segment."""
+
+    findings: tuple[GradedFinding, ...]
+    evaluation: SegmentEvaluation
+    lidar_defects: tuple[GeometricDefect, ...]
+    ungraded: tuple[str, ...]  # findings whose grade could not be computed, with the reason
+
+
+class DefectMapper:
+    """Findings, lidar measurements and grades of one pipe segment (see module docstring)."""
+
+    def __init__(self, pipe: PipeModel, camera: PinholeCamera, wall_thickness_m: float,
+                 standard: Standard | None = None, tracker: FindingTracker | None = None,
+                 voxel_m: float = 0.02) -> None:
+        self.pipe = pipe
+        self.diameter_m = 2.0 * pipe.radius_m
+        self.wall_thickness_m = wall_thickness_m
+        self.standard = standard or default_standard()
+        self.tracker = tracker or FindingTracker(pipe, camera)
+        self.cloud = PipeCloud.from_site_axis(pipe.axis, self.diameter_m, voxel_m=voxel_m)
+        self.camera_findings: list[Finding] = []
+
+    def add_frame(self, stamp_ns: int, detections: list[Detection],
+                  T_map_camera: FloatArray) -> list[Finding]:
+        """One camera frame's detections; returns the camera findings it confirmed."""
+        confirmed = self.tracker.update(stamp_ns, detections, T_map_camera)
+        self.camera_findings.extend(confirmed)
+        return confirmed
+
+    def add_scan(self, points_map_m: FloatArray, sensor_map_m: FloatArray | None = None) -> None:
+        """One localized lidar scan (points already in the map/site frame)."""
+        self.cloud.add_scan(points_map_m, sensor_map_m)
+
+    def finish(self, factors: SiteFactors, segment_length_m: float) -> SegmentMap:
+        """Close all tracks, measure, join, grade and evaluate the segment."""
+        self.camera_findings.extend(self.tracker.flush())
+        lidar = self._lidar_defects()
+        findings, ungraded = self._join_and_grade(self.camera_findings, lidar, segment_length_m)
+        # The segment runs from 0 to its length; findings in the manholes are not scored
+        records = [_clipped(f.record(), segment_length_m) for f in findings
+                   if f.score is not None]
+        evaluation = evaluate_segment([r for r in records if r is not None], segment_length_m,
+                                      factors, self.standard)
+        return SegmentMap(tuple(findings), evaluation, tuple(lidar), tuple(ungraded))
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def _lidar_defects(self) -> list[GeometricDefect]:
+        if len(self.cloud) == 0:
+            return []
+        try:
+            return find_geometric_defects(self.cloud, self.diameter_m, self.wall_thickness_m)
+        except PipeGeometryError:
+            return []
+
+    def _join_and_grade(self, camera: Sequence[Finding], lidar: Sequence[GeometricDefect],
+                        length_m: float) -> tuple[list[GradedFinding], list[str]]:
+        graded: list[GradedFinding] = []
+        ungraded: list[str] = []
+        used: set[int] = set()
+        for finding in sorted(camera, key=lambda f: f.start_m):
+            match = self._match(finding, lidar, used)
+            measured: dict[str, float] = {}
+            if match is not None:
+                used.add(match)
+                defect = lidar[match]
+                measured = dict(defect.measured)
+                if finding.code in LIDAR_CODES:  # the lidar places ring defects best
+                    finding = replace(finding, start_m=round(defect.s_start_m, 3),
+                                      end_m=round(defect.s_end_m, 3), source="camera+lidar")
+                else:
+                    finding = replace(finding, source="camera+lidar")
+            self._grade_into(finding, measured, graded, ungraded)
+        # Lidar-only ring defects (BX never shows in the camera; others the camera missed)
+        for index, defect in enumerate(lidar):
+            if index in used or defect.code == INTRUSION or not self._inside(defect, length_m):
+                continue
+            finding = _lidar_finding(defect, self.pipe, len(graded) + 1)
+            self._grade_into(finding, dict(defect.measured), graded, ungraded)
+        graded.sort(key=lambda g: g.finding.start_m)
+        return graded, ungraded
+
+    @staticmethod
+    def _inside(defect: GeometricDefect, segment_length_m: float) -> bool:
+        """Clear of the segment's ends, where the pipe meets a manhole (not a joint)."""
+        return defect.s_start_m > END_MARGIN_M and defect.s_end_m < segment_length_m - END_MARGIN_M
+
+    def _match(self, finding: Finding, lidar: Sequence[GeometricDefect], used: set[int]
+               ) -> int | None:
+        best, best_gap = None, math.inf
+        for index, defect in enumerate(lidar):
+            if index in used:
+                continue
+            same = defect.code == finding.code or (
+                defect.code == INTRUSION and finding.code in INTRUDING_CODES)
+            if not same:
+                continue
+            gap = max(defect.s_start_m - finding.end_m, finding.start_m - defect.s_end_m, 0.0)
+            if gap <= JOIN_GAP_M and gap < best_gap:
+                best, best_gap = index, gap
+        return best
+
+    def _grade_into(self, finding: Finding, measured: dict[str, float],
+                    graded: list[GradedFinding], ungraded: list[str]) -> None:
+        measured = _with_area_loss(finding.code, measured, self.pipe.radius_m)
+        try:
+            result = self.standard.grade_from_measurement(finding.code, measured)
+        except GradingError as err:
+            rule = VISUAL_GRADE_RULES.get(finding.code)
+            if rule is None:
+                ungraded.append(f"{finding.id} {finding.code}: {err}")
+                return
+            grade = _visual_grade(rule, finding.length_m)
+            try:
+                score = self.standard.score(finding.code, grade)
+            except GradingError:
+                score = None
+            graded.append(GradedFinding(
+                replace(finding, measured=measured), grade, score,
+                f"extent heuristic: {rule.note}", measured,
+                (f"visual grade rule {finding.code} [heuristic]",)))
+            return
+        basis = f"{finding.source}: {result.quantity}={result.value:.3g}"
+        graded.append(GradedFinding(replace(finding, measured=measured), result.grade,
+                                    result.score, basis, measured, result.unverified))
+
+
+def _clipped(record: DefectRecord, length_m: float) -> DefectRecord | None:
+    start, end = max(record.start_m, 0.0), min(record.end_m, length_m)
+    if start > length_m or end < 0.0:
+        return None
+    return replace(record, start_m=min(start, end), end_m=max(start, end))
+
+
+def _visual_grade(rule: VisualRule, length_m: float) -> int:
+    for limit, grade in zip(rule.upper_lengths_m, rule.grades, strict=False):
+        if length_m < limit:
+            return grade
+    return rule.grades[-1]
+
+
+def _with_area_loss(code: str, measured: dict[str, float], radius_m: float
+                    ) -> dict[str, float]:
+    """Bore area lost to an intrusion of measured depth: the circular segment it cuts off."""
+    if code not in ("SG", "ZW", "CQ", "JG") or "intrusion_m" not in measured:
+        return measured
+    h = min(max(measured["intrusion_m"], 0.0), 2.0 * radius_m)
+    d = radius_m - h
+    segment = radius_m**2 * math.acos(d / radius_m) - d * math.sqrt(max(radius_m**2 - d * d, 0.0))
+    return measured | {"area_loss_pct": 100.0 * segment / (math.pi * radius_m**2)}
+
+
+def _lidar_finding(defect: GeometricDefect, pipe: PipeModel, number: int) -> Finding:
+    middle = 0.5 * (defect.s_start_m + defect.s_end_m)
+    point = pipe.axis.point_at(middle) + np.array([0.0, 0.0, pipe.radius_m])
+    return Finding(
+        id=f"L{number:03d}", code=defect.code, start_m=round(defect.s_start_m, 3),
+        end_m=round(defect.s_end_m, 3), clock_h=round(defect.clock_h or 12.0, 1),
+        position_m=(float(point[0]), float(point[1]), float(point[2])), confidence=1.0,
+        frames=0, first_stamp_ns=0, last_stamp_ns=0, best_stamp_ns=0,
+        best_box_xyxy_px=(0.0, 0.0, 0.0, 0.0), continuous=defect.code == "CJ", source="lidar",
+        measured=dict(defect.measured))
