@@ -112,6 +112,7 @@ class Observation:
     point_m: FloatArray
     box_xyxy_px: tuple[float, float, float, float]
     camera_distance_m: float  # camera chainage when seen
+    clipped: bool = False  # the box touches the image border: part of the defect is out of view
 
 
 @dataclass(frozen=True)
@@ -226,9 +227,14 @@ class FindingTracker:
             start_m, end_m = min(distances), max(distances)
         return Observation(stamp_ns, detection.code, detection.confidence, start_m, end_m,
                            anchor.distance_m, anchor.clock_h, anchor.point_m,
-                           detection.box_xyxy_px, camera_m)
+                           detection.box_xyxy_px, camera_m, self._clipped(detection))
 
     # --- internals ---------------------------------------------------------------------------
+
+    def _clipped(self, detection: Detection, margin_px: float = 2.0) -> bool:
+        x0, y0, x1, y1 = detection.box_xyxy_px
+        return (x0 <= margin_px or y0 <= margin_px or x1 >= self.camera.width_px - margin_px
+                or y1 >= self.camera.height_px - margin_px)
 
     def _associate(self, observation: Observation) -> None:
         best: _Track | None = None
@@ -274,8 +280,9 @@ class FindingTracker:
         confidence = float(np.mean([o.confidence for o in observations]))
         if len(observations) < self.min_frames or confidence < self.min_confidence:
             return None
-        # Nearest views place the wall best: the camera's distance to the defect's start
-        near = sorted(observations, key=lambda o: abs(o.start_m - o.camera_distance_m))
+        # Nearest whole views place the wall best (a box cut by the image border is not whole)
+        whole = [o for o in observations if not o.clipped] or observations
+        near = sorted(whole, key=lambda o: abs(o.start_m - o.camera_distance_m))
         near = near[: self.near_views]
         start_m = float(np.median([o.start_m for o in near]))
         end_m = max(self._far_end(observations), start_m)
