@@ -273,3 +273,57 @@ def test_onnx_names_parsing_accepts_researcher_names() -> None:
     assert _parse_names(path, "['PL', 'SG']") == ("PL", "SG")
     with pytest.raises(ModelLoadError, match="unreadable class names"):
         _parse_names(path, "{0: 'a', 2: 'b'}")
+
+
+def _bench_dataset(folder: Path) -> Path:
+    """Three noise images labelled PL over the whole frame, one corrupt JPEG; its data.yaml."""
+    import cv2
+    import yaml
+
+    (folder / "images/test").mkdir(parents=True)
+    (folder / "labels/test").mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"images/test/{i}.png"), _image(i))
+        (folder / f"labels/test/{i}.txt").write_text("0 0.5 0.5 1 1\n")
+    (folder / "images/test/broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    data = {"train": "images/test", "val": "images/test", "test": "images/test"}
+    (folder / "data.yaml").write_text(yaml.safe_dump({**data, "names": ["PL", "SL"]}))
+    return folder / "data.yaml"
+
+
+def test_detect_bench_scores_and_skips_corrupt_images(tmp_path: Path) -> None:
+    """The bench runs a spec over a split: a whole-image detector on whole-image labels is
+    perfect; a corrupt image is skipped and counted."""
+    from benchmarks.detect import run_detect_bench
+
+    lines: list[str] = []
+    result = run_detect_bench(
+        f"python:{__name__}:TinyDetector",
+        _bench_dataset(tmp_path),
+        warmup=1,
+        progress=lines.append,
+    )
+    assert result["images"] == 3
+    assert result["corrupt_images_skipped"] == 1
+    assert result["map50"] == pytest.approx(1.0)
+    assert result["map50_95"] == pytest.approx(1.0)
+    assert result["per_class_ap50"] == {"PL": 1.0}
+    assert (result["precision"], result["recall"]) == (1.0, 1.0)
+    assert result["classes_not_in_detector"] == ["SL"]
+    assert result["ms_per_image"] > 0.0 and result["images_per_s"] > 0.0
+    assert result["cores"] >= 1
+    assert any("broken.jpg" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_detect_bench_times_the_stages_of_an_onnx_model(
+    tmp_path: Path, yolo_models: tuple[Path, Path]
+) -> None:
+    """A staged backend also reports per-stage milliseconds."""
+    from benchmarks.detect import run_detect_bench
+
+    result = run_detect_bench(f"onnx:{yolo_models[1]}", _bench_dataset(tmp_path), warmup=1)
+    assert result["images"] == 3 and result["corrupt_images_skipped"] == 1
+    assert set(result["stage_ms"]) == {"preprocess", "infer", "postprocess"}
+    assert 0.0 <= result["map50"] <= 1.0
+    assert result["classes_not_in_detector"] == []
