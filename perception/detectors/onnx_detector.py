@@ -95,9 +95,8 @@ class OnnxDetector(StagedDetector[FloatArray, list[NDArray[np.float32]]]):
         """Letterbox, BGR -> RGB, HWC -> NCHW, 0..1."""
         padded, placement = letterbox(image_bgr, self.info.input_hw)
         context.extras["letterbox"] = placement
-        blob = padded[:, :, ::-1].transpose(2, 0, 1)[None].astype(self.info.input_dtype)
-        blob /= 255.0
-        return np.ascontiguousarray(blob)
+        blob = cv2.dnn.blobFromImage(padded, scalefactor=1.0 / 255.0, swapRB=True)
+        return np.asarray(blob, dtype=self.info.input_dtype)
 
     def _infer(self, prepared: FloatArray) -> list[NDArray[np.float32]]:
         """One session run."""
