@@ -136,7 +136,7 @@ class OnnxDetector(StagedDetector[FloatArray, list[NDArray[np.float32]]]):
         boxes = unletterbox_boxes(boxes_in, placement)
         masks: list[NDArray[np.bool_] | None] = [None] * len(boxes)
         if self.info.task == "segment" and len(raw) > 1 and len(boxes):
-            masks = list(_decode_masks(coefficients, raw[1][0], boxes, placement, self.info))
+            masks = list(_decode_masks(coefficients, raw[1][0], boxes, placement))
         return [
             Detection(
                 code=self.classes[int(c)],
@@ -145,6 +145,7 @@ class OnnxDetector(StagedDetector[FloatArray, list[NDArray[np.float32]]]):
                 mask=m,
             )
             for b, s, c, m in zip(boxes, scores, class_ids, masks, strict=True)
+            if m is None or m.any()  # as Ultralytics: a segment without pixels is dropped
         ]
 
 
@@ -207,22 +208,18 @@ def _decode_masks(
     protos: NDArray[np.float32],
     boxes_xyxy: NDArray[np.float64],
     placement: Letterbox,
-    info: OnnxModelInfo,
 ) -> list[NDArray[np.bool_]]:
     """Instance masks in image pixels: sigmoid(coefficients @ prototypes), cut to the box."""
     n_protos, proto_h, proto_w = protos.shape
     logits = coefficients[:, :n_protos] @ protos.reshape(n_protos, -1)
-    in_h, in_w = info.input_hw
     h, w = placement.shape_hw
-    # The part of the input that holds the image, in prototype pixels.
-    sx, sy = proto_w / in_w, proto_h / in_h
-    x0, y0 = placement.pad_x_px * sx, placement.pad_y_px * sy
-    x1 = (placement.pad_x_px + w * placement.gain) * sx
-    y1 = (placement.pad_y_px + h * placement.gain) * sy
-    crop = (
-        slice(int(y0), max(int(np.ceil(y1)), int(y0) + 1)),
-        slice(int(x0), max(int(np.ceil(x1)), int(x0) + 1)),
-    )
+    # The part of the prototypes that covers the image (not the padding), rounded as
+    # Ultralytics' scale_masks does.
+    gain = min(proto_h / h, proto_w / w)
+    pad_y, pad_x = (proto_h - h * gain) / 2.0, (proto_w - w * gain) / 2.0
+    top, left = round(pad_y - 0.1), round(pad_x - 0.1)
+    bottom, right = proto_h - round(pad_y + 0.1), proto_w - round(pad_x + 0.1)
+    crop = (slice(top, max(bottom, top + 1)), slice(left, max(right, left + 1)))
     masks: list[NDArray[np.bool_]] = []
     for logit, box in zip(logits.reshape(-1, proto_h, proto_w), boxes_xyxy, strict=True):
         image_logit = cv2.resize(
@@ -230,8 +227,8 @@ def _decode_masks(
         )
         mask = np.asarray(image_logit, dtype=np.float32) > 0.0  # sigmoid > 0.5
         inside = np.zeros_like(mask)
-        bx0, by0 = int(np.floor(box[0])), int(np.floor(box[1]))
-        bx1, by1 = int(np.ceil(box[2])), int(np.ceil(box[3]))
+        # Pixel columns c with x_min <= c < x_max (and rows likewise), as Ultralytics crops.
+        bx0, by0, bx1, by1 = (int(np.ceil(v)) for v in box)
         inside[by0:by1, bx0:bx1] = True
         masks.append(mask & inside)
     return masks

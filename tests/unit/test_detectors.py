@@ -90,6 +90,40 @@ def yolo_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return pt_path, onnx_path
 
 
+@pytest.fixture(scope="module")
+def yolo_seg_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(model.pt, model.onnx): an untrained 2-class YOLO11n-seg whose masks fill its boxes."""
+    yaml = pytest.importorskip("yaml")
+    ultralytics = pytest.importorskip("ultralytics")
+    from ultralytics.utils import ROOT
+
+    folder = tmp_path_factory.mktemp("yolo_seg")
+    config = yaml.safe_load((ROOT / "cfg/models/11/yolo11-seg.yaml").read_text())
+    config.update(nc=2, scale="n")
+    config_path = folder / "yolo11n-seg-cjj.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    model = ultralytics.YOLO(str(config_path))
+    model.model.names = {0: "SL", 1: "FS"}
+    head = model.model.model[-1]
+    for branch in head.cv3:
+        branch[-1].bias.data[0] = 3.0
+    for branch in head.cv2:
+        branch[-1].weight.data.zero_()
+        branch[-1].bias.data.zero_()
+        branch[-1].bias.data[1 :: head.reg_max] = 10.0
+    for branch in head.cv4:  # mask coefficients: all weight on prototype 0
+        branch[-1].weight.data.zero_()
+        branch[-1].bias.data.zero_()
+        branch[-1].bias.data[0] = 50.0
+    head.proto.cv3.bn.bias.data[0] = 1.0  # prototype 0: about 0.73 everywhere
+    pt_path = folder / "seg.pt"
+    model.save(str(pt_path))
+    onnx_path = Path(
+        ultralytics.YOLO(str(pt_path)).export(format="onnx", imgsz=EXPORT_SIZE_PX, verbose=False)
+    )
+    return pt_path, onnx_path
+
+
 def _image(seed: int = 0, shape: tuple[int, int] = (96, 128)) -> ImageBGR:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 255, size=(*shape, 3), dtype=np.uint8)
@@ -137,6 +171,21 @@ def test_onnx_agrees_with_ultralytics(yolo_models: tuple[Path, Path]) -> None:
     np.testing.assert_allclose(
         [d.box_xyxy_px for d in got], [d.box_xyxy_px for d in expected], atol=0.05
     )
+
+
+@pytest.mark.slow
+def test_segment_masks_agree_between_backends(yolo_seg_models: tuple[Path, Path]) -> None:
+    """A segment model's masks, decoded here from the ONNX outputs, equal Ultralytics' own."""
+    reference = load_detector(f"ultralytics:{yolo_seg_models[0]}", OPTIONS)
+    exported = load_detector(f"onnx:{yolo_seg_models[1]}", OPTIONS)
+    image = _image(seed=4, shape=(96, 128))
+    expected = sorted(reference.detect(image, stamp_ns=0), key=lambda d: d.box_xyxy_px)
+    got = sorted(exported.detect(image, stamp_ns=0), key=lambda d: d.box_xyxy_px)
+    assert len(got) == len(expected) > 0
+    for a, b in zip(got, expected, strict=True):
+        assert a.mask is not None and b.mask is not None
+        assert a.mask.shape == b.mask.shape == (96, 128)
+        assert (a.mask != b.mask).sum() <= 0.01 * max(int(b.mask.sum()), 100)
 
 
 @pytest.mark.slow
