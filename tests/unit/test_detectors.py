@@ -174,6 +174,29 @@ def test_onnx_agrees_with_ultralytics(yolo_models: tuple[Path, Path]) -> None:
 
 
 @pytest.mark.slow
+def test_onnx_exported_with_nms_agrees(yolo_models: tuple[Path, Path], tmp_path: Path) -> None:
+    """A model exported with ``nms=True`` (rows of corners, score, class) decodes the same."""
+    ultralytics = pytest.importorskip("ultralytics")
+    pt_copy = tmp_path / "with_nms.pt"
+    pt_copy.write_bytes(yolo_models[0].read_bytes())
+    exported_path = ultralytics.YOLO(str(pt_copy)).export(
+        format="onnx", imgsz=EXPORT_SIZE_PX, nms=True, verbose=False
+    )
+    image = _image(seed=5, shape=(96, 128))
+    expected = load_detector(f"ultralytics:{yolo_models[0]}", OPTIONS).detect(image, stamp_ns=0)
+    got = load_detector(f"onnx:{exported_path}", OPTIONS).detect(image, stamp_ns=0)
+    expected.sort(key=lambda d: d.box_xyxy_px)
+    got.sort(key=lambda d: d.box_xyxy_px)
+    assert len(got) == len(expected) > 0
+    np.testing.assert_allclose(
+        [d.box_xyxy_px for d in got], [d.box_xyxy_px for d in expected], atol=0.05
+    )
+    np.testing.assert_allclose(
+        [d.confidence for d in got], [d.confidence for d in expected], atol=1e-3
+    )
+
+
+@pytest.mark.slow
 def test_segment_masks_agree_between_backends(yolo_seg_models: tuple[Path, Path]) -> None:
     """A segment model's masks, decoded here from the ONNX outputs, equal Ultralytics' own."""
     reference = load_detector(f"ultralytics:{yolo_seg_models[0]}", OPTIONS)
