@@ -1,0 +1,80 @@
+"""Autonomous inspection missions: the mission plan and the safety supervisor (no ROS).
+
+``load_plan`` reads and checks a plan (``docs/mission_plan.md``); ``SafetySupervisor`` turns
+what the robot knows at each instant into CONTINUE / SLOW / STOP / RETURN / ESTOP with
+reasons, and records every change for the mission record.
+"""
+
+from __future__ import annotations
+
+from navigation.mission.errors import MissionError, PlanError, SafetyError
+from navigation.mission.plan import (
+    APPROACH_MPS,
+    OPEN_SPACE_MAX_MPS,
+    PIPE_MAX_MPS,
+    WORLD_PREFIX,
+    Action,
+    Asset,
+    BatteryPolicy,
+    Direction,
+    EndBehaviour,
+    EndConditions,
+    GasLimits,
+    LinkLossBehaviour,
+    LinkPolicy,
+    LocalizationPolicy,
+    MissionPlan,
+    ObstaclePolicy,
+    PauseOnFinding,
+    PhotographAt,
+    PipeAsset,
+    Route,
+    RouteLeg,
+    SafetyPolicy,
+    Scan360,
+    ShelterAsset,
+    SpeedLimits,
+    TetherPolicy,
+    TunnelAsset,
+    check_plan_against_site,
+    dump_plan,
+    load_plan,
+    load_plan_site,
+)
+
+__all__ = [
+    "APPROACH_MPS",
+    "OPEN_SPACE_MAX_MPS",
+    "PIPE_MAX_MPS",
+    "WORLD_PREFIX",
+    "Action",
+    "Asset",
+    "BatteryPolicy",
+    "Direction",
+    "EndBehaviour",
+    "EndConditions",
+    "GasLimits",
+    "LinkLossBehaviour",
+    "LinkPolicy",
+    "LocalizationPolicy",
+    "MissionError",
+    "MissionPlan",
+    "ObstaclePolicy",
+    "PauseOnFinding",
+    "PhotographAt",
+    "PipeAsset",
+    "PlanError",
+    "Route",
+    "RouteLeg",
+    "SafetyError",
+    "SafetyPolicy",
+    "Scan360",
+    "ShelterAsset",
+    "SpeedLimits",
+    "TetherPolicy",
+    "TunnelAsset",
+    "check_plan_against_site",
+    "dump_plan",
+    "load_plan",
+    "load_plan_site",
+]
