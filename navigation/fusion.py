@@ -102,7 +102,9 @@ class FusionConfig:
     """Planar encoders say nothing about slopes: loose."""
     wheel_tilt_sigma_rad_per_m: float = 0.02
     wheel_yaw_sigma_rad_per_m: float = 0.01
-    wheel_yaw_sigma_rad_per_rad: float = 0.03
+    wheel_yaw_sigma_rad_per_rad: float = 0.2
+    """Skid steering: the tracks slide sideways in a turn and the encoders over-read it by
+    15-20 % (the effective track width exceeds the geometric one), a bias, not noise."""
     wheel_translation_floor_m: float = 0.001
     wheel_rotation_floor_rad: float = 0.001
     estimate_wheel_scale: bool = True

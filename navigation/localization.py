@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from navigation.deskew import so3_log
 from navigation.fusion import FusedLocalizer, FusionConfig, LocalizationEstimate
-from navigation.lidar_odometry import LidarOdometry, LidarOdometryConfig
+from navigation.lidar_odometry import LidarOdometry, LidarOdometryConfig, se3_exp, twist
 from navigation.records import (
     FixSource,
     LaserScan2D,
@@ -54,26 +55,111 @@ class PipelineConfig:
     """base_link above the invert line (the tracks straddle the invert)."""
 
 
-class MotionPredictor:
-    """Predicts the lidar's motion between scans from buffered wheel odometry."""
+@dataclass(frozen=True)
+class PredictorConfig:
+    """How wheel odometry's turns are rescaled for lidar odometry's motion guess."""
 
-    def __init__(self, T_base_lidar: FloatArray) -> None:
+    turn_ratio_prior_weight_rad2: float = 0.01
+    """Weight of the prior ratio 1, as the squared wheel turn it is worth (0.1 rad: 2-3 scans
+    of a brisk turn)."""
+    turn_ratio_forgetting: float = 0.98
+    """Per turning scan: the ratio follows the floor over the last ~50 of them."""
+    turn_ratio_min_turn_rad: float = 0.01
+    """Scans whose wheels turned less teach nothing (noise over signal)."""
+    turn_ratio_max_disagreement: float = 0.6
+    """A lidar turn this far off the wheels' (relative) is a failed registration: ignored."""
+    turn_ratio_limits: tuple[float, float] = (0.5, 1.2)
+    max_gap_s: float = 1.0
+    """Lidar rates older than this are not carried on."""
+
+
+class MotionPredictor:
+    """Predicts the lidar's motion between scans from wheel odometry, its turns rescaled.
+
+    A skid-steered crawler's encoders over-read its turns by 15-20 % (the tracks slide
+    sideways: the effective track width exceeds the geometric one; more on slippery floors).
+    Handed to lidar odometry as is, that guess deskews every sweep with the wrong turn rate;
+    the registration of a sweep bent that way is biased, the re-deskew with the registered
+    motion feeds the previous scan's error back, and the pose oscillates from scan to scan
+    by decimetres and degrees during turns (docs/localization.md). The predictor therefore
+    learns the ratio of the turn lidar odometry measured to the turn the wheels reported
+    (``observe``, on scans that constrain yaw and turned enough, with forgetting) and scales
+    the wheels' rotation by it. Translation stays the wheels': along a pipe or a featureless
+    corridor lidar odometry keeps the guess, and there the encoders are all there is.
+    """
+
+    def __init__(self, T_base_lidar: FloatArray, config: PredictorConfig | None = None) -> None:
         self.T_base_lidar = np.asarray(T_base_lidar, dtype=np.float64)
         self._T_lidar_base = np.linalg.inv(self.T_base_lidar)
+        self.config = config or PredictorConfig()
         self._odometry: deque[OdometrySample] = deque(maxlen=ODOMETRY_BUFFER)
         self._last_scan_odometry: FloatArray | None = None
+        self._last_stamp_ns: int | None = None
+        self._pending_turn_rad: float | None = None
+        """The wheels' yaw over the interval of the last guess (awaiting the lidar's)."""
+        self.max_gap_ns = round(self.config.max_gap_s * 1e9)
+        self._lidar_stamp_ns: int | None = None
+        self._lidar_rate: FloatArray | None = None
+        """Lidar odometry's last motion per second, base_link, (x, y, z, rotation vector)."""
+        weight = self.config.turn_ratio_prior_weight_rad2
+        self._turn_sums = [weight, weight]  # sum(lidar * wheel), sum(wheel^2)
+
+    @property
+    def turn_ratio(self) -> float:
+        """Turn measured by lidar / turn reported by the wheels (learned, clipped)."""
+        low, high = self.config.turn_ratio_limits
+        return min(max(self._turn_sums[0] / self._turn_sums[1], low), high)
 
     def add(self, sample: OdometrySample) -> None:
         """Buffer a wheel-odometry sample."""
         self._odometry.append(sample)
 
+    def observe(self, result: LidarOdometryResult) -> None:
+        """Lidar odometry's result for the scan last predicted: its rates and the turn ratio."""
+        wheel_rad, self._pending_turn_rad = self._pending_turn_rad, None
+        previous_ns, self._lidar_stamp_ns = self._lidar_stamp_ns, result.stamp_ns
+        directions = np.asarray(result.degenerate_directions, dtype=np.float64).reshape(-1, 6)
+        # The rates of what planar encoders do not see (climb, roll, pitch), where lidar saw
+        self._lidar_rate = None
+        if (previous_ns is not None and 0 < result.stamp_ns - previous_ns <= self.max_gap_ns
+                and len(directions) < 6):
+            motion = twist(result.T_prev_curr)
+            if len(directions):
+                basis, _ = np.linalg.qr(directions.T)
+                motion -= basis @ (basis.T @ motion)
+            T_base = self.T_base_lidar @ se3_exp(motion) @ self._T_lidar_base
+            self._lidar_rate = twist(T_base) / ((result.stamp_ns - previous_ns) * 1e-9)
+        # The turn ratio, from scans that saw the turn
+        cfg = self.config
+        if wheel_rad is None or abs(wheel_rad) < cfg.turn_ratio_min_turn_rad:
+            return
+        if len(directions) and float(np.max(np.abs(directions[:, 5]))) > 0.5:
+            return  # lidar did not see the turn
+        T_base = self.T_base_lidar @ result.T_prev_curr @ self._T_lidar_base
+        lidar_rad = float(so3_log(T_base[:3, :3])[2])
+        if abs(lidar_rad - wheel_rad) > cfg.turn_ratio_max_disagreement * abs(wheel_rad):
+            return  # a failed registration, not slip
+        forget = cfg.turn_ratio_forgetting
+        self._turn_sums = [forget * self._turn_sums[0] + lidar_rad * wheel_rad,
+                           forget * self._turn_sums[1] + wheel_rad**2]
+
     def motion_to(self, stamp_ns: int) -> FloatArray | None:
         """Lidar motion from the previous call's time to ``stamp_ns`` (None: no odometry)."""
         T_odom_base = self._odometry_at(stamp_ns)
         guess = None
+        self._pending_turn_rad = None
+        last_ns, self._last_stamp_ns = self._last_stamp_ns, stamp_ns
         if T_odom_base is not None and self._last_scan_odometry is not None:
-            T_prev_curr_base = np.linalg.inv(self._last_scan_odometry) @ T_odom_base
-            guess = self._T_lidar_base @ T_prev_curr_base @ self.T_base_lidar
+            wheel = twist(np.linalg.inv(self._last_scan_odometry) @ T_odom_base)
+            self._pending_turn_rad = float(wheel[5])
+            motion = wheel.copy()
+            motion[3:] *= self.turn_ratio  # the encoders' turn, rescaled
+            if (self._lidar_rate is not None and last_ns is not None
+                    and self._lidar_stamp_ns == last_ns):
+                # Climb, roll and pitch at lidar's last rates: planar encoders know nothing of them
+                rate = self._lidar_rate * ((stamp_ns - last_ns) * 1e-9)
+                motion[2:5] = rate[2:5]
+            guess = self._T_lidar_base @ se3_exp(motion) @ self.T_base_lidar
         self._last_scan_odometry = T_odom_base
         return guess
 
@@ -83,7 +169,6 @@ class MotionPredictor:
             return None
         nearest = min(self._odometry, key=lambda s: abs(s.stamp_ns - stamp_ns))
         return nearest.T_odom_base
-
 
 class SkyLandmarks:
     """A BeiDou fix means open sky: the robot is under the manhole or shaft nearest its estimate."""
@@ -143,6 +228,7 @@ class LocalizationPipeline:
         guess = self.predictor.motion_to(scan.stamp_ns)
         # Scan to local map, with degeneracy
         result = self.lidar_odometry.register(scan, guess)
+        self.predictor.observe(result)
         # Smoother: lidar along its constrained directions only
         self.localizer.add_lidar_odometry(result, self.T_base_lidar)
         # In a pipe the crawler rides the invert line of the site's axis
