@@ -41,6 +41,17 @@ from navigation.mission.plan import (
     load_plan,
     load_plan_site,
 )
+from navigation.mission.safety import (
+    GasReadings,
+    Reason,
+    ReasonCode,
+    RobotStatus,
+    SafetyAction,
+    SafetyDecision,
+    SafetyEvent,
+    SafetySupervisor,
+    supervisor_for_plan,
+)
 
 __all__ = [
     "APPROACH_MPS",
@@ -54,6 +65,7 @@ __all__ = [
     "EndBehaviour",
     "EndConditions",
     "GasLimits",
+    "GasReadings",
     "LinkLossBehaviour",
     "LinkPolicy",
     "LocalizationPolicy",
@@ -64,10 +76,17 @@ __all__ = [
     "PhotographAt",
     "PipeAsset",
     "PlanError",
+    "Reason",
+    "ReasonCode",
+    "RobotStatus",
     "Route",
     "RouteLeg",
+    "SafetyAction",
+    "SafetyDecision",
     "SafetyError",
+    "SafetyEvent",
     "SafetyPolicy",
+    "SafetySupervisor",
     "Scan360",
     "ShelterAsset",
     "SpeedLimits",
@@ -77,4 +96,5 @@ __all__ = [
     "dump_plan",
     "load_plan",
     "load_plan_site",
+    "supervisor_for_plan",
 ]
