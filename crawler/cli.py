@@ -18,6 +18,7 @@ from typing import Any
 
 from crawler import __version__
 from crawler.errors import CrawlerError
+from perception.errors import PerceptionError
 
 _LOG = logging.getLogger("crawler")
 
@@ -77,7 +78,8 @@ def cmd_driver(args: argparse.Namespace) -> int:
 
 
 BENCHMARKS: dict[str, str] = {"firmware": "benchmarks.firmware", "sim": "benchmarks.sim",
-                              "nav": "benchmarks.nav"}
+                              "nav": "benchmarks.nav", "perception": "benchmarks.perception",
+                              "detect": "benchmarks.detect"}
 """Benchmark name -> module with ``run(quick, progress) -> dict``."""
 
 
@@ -88,7 +90,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     module = importlib.import_module(BENCHMARKS[args.name])
     def progress(line: str) -> None:
         return (print(f"[bench {args.name}] {line}", file=sys.stderr, flush=True))
-    result: dict[str, Any] = module.run(quick=args.quick, progress=progress)
+    result: dict[str, Any]
+    if args.name == "detect":  # one detector on one dataset, for researchers comparing models
+        if not args.detector or not args.data:
+            raise CrawlerError("bench detect needs --detector SPEC and --data DATA.yaml")
+        result = module.run_detect_bench(args.detector, Path(args.data), split=args.split,
+                                         progress=progress)
+    else:
+        result = module.run(quick=args.quick, progress=progress)
     if args.json:
         print(json.dumps(result))
     else:
@@ -197,6 +206,77 @@ def cmd_record(args: argparse.Namespace) -> int:
 # --- parser -----------------------------------------------------------------------------------
 
 
+def cmd_perception(args: argparse.Namespace) -> int:
+    """Run the defect_detector or defect_mapper node."""
+    _ros_defaults()
+    from crawler.config import load_config
+
+    config = load_config(Path(args.config) if args.config else None)
+    if args.detector:
+        perception = config.perception.model_copy(update={"detector": args.detector})
+        config = config.model_copy(update={"perception": perception})
+    if args.node == "detector":
+        from crawler_perception.detector_node import run as run_detector
+
+        run_detector(config, args=["defect_detector", *args.ros_args])
+    else:
+        from crawler_perception.mapper_node import run as run_mapper
+
+        run_mapper(config, args=["defect_mapper", *args.ros_args])
+    return 0
+
+
+def cmd_dataset_render(args: argparse.Namespace) -> int:
+    """Render a labelled YOLO dataset from a simulated world."""
+    from perception.synthetic.render import RenderSettings, write_dataset
+
+    looks = {"train": args.train_looks, "val": args.val_looks, "test": args.test_looks}
+    looks = {split: count for split, count in looks.items() if count > 0}
+    last = {"percent": -1}
+
+    def progress(split: str, done: int, total: int) -> None:
+        percent = 100 * done // total
+        if percent != last["percent"] and percent % 10 == 0:
+            last["percent"] = percent
+            print(f"[dataset] {split}: {done}/{total} images", file=sys.stderr, flush=True)
+
+    data_yaml = write_dataset(Path(args.out), looks, world=args.world,
+                              settings=RenderSettings(frames_per_look=args.frames_per_look),
+                              progress=progress)
+    print(f"dataset written: {data_yaml}")
+    return 0
+
+
+def cmd_dataset_import(args: argparse.Namespace) -> int:
+    """Import a real YOLO-format dataset, renaming its classes to CJJ 181 codes."""
+    from perception.yolo_dataset import import_dataset
+
+    class_map: dict[str, str] = {}
+    for item in args.map:
+        source, sep, code = item.partition("=")
+        if not sep or not source or not code:
+            raise CrawlerError(f"--map '{item}' must be SOURCE_NAME=CJJ_CODE")
+        class_map[source] = code
+    report = import_dataset(Path(args.data), Path(args.out), class_map)
+    print(f"dataset imported into {args.out}: {report}")
+    return 0
+
+
+def cmd_train_detector(args: argparse.Namespace) -> int:
+    """Train a detector from a model .yaml on a YOLO dataset; export ONNX."""
+    from perception.training import DEFAULT_MODEL_YAML, TrainSettings, train_detector
+
+    settings = TrainSettings(epochs=args.epochs, image_size_px=args.imgsz,
+                             export_size_px=args.export_imgsz, batch=args.batch, seed=args.seed)
+    command = "crawler " + " ".join(sys.argv[1:])
+    result = train_detector(Path(args.data), Path(args.out), settings,
+                            Path(args.model) if args.model else DEFAULT_MODEL_YAML,
+                            command=command, log=print)
+    print(f"weights: {result.weights_pt}\nonnx:    {result.model_onnx}\n"
+          f"card:    {result.model_card}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``crawler`` command."""
     parser = _Parser(prog="crawler", description=__doc__.splitlines()[0])
@@ -220,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", choices=sorted(BENCHMARKS))
     bench.add_argument("--json", action="store_true", help="one JSON object on the last line")
     bench.add_argument("--quick", action="store_true", help="fewer samples (for smoke tests)")
+    bench.add_argument("--detector", metavar="SPEC", help="detect: onnx:PATH, ultralytics:PATH, "
+                       "classical, python:module:Class, shipped")
+    bench.add_argument("--data", metavar="DATA.yaml", help="detect: a YOLO dataset's data.yaml")
+    bench.add_argument("--split", default="test", help="detect: split to score (default test)")
     bench.set_defaults(func=cmd_bench)
 
     sim = sub.add_parser("sim", help="run a simulated world with the real driver node")
@@ -266,6 +350,50 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--seed", type=int, default=0)
     record.set_defaults(func=cmd_record)
 
+    perception = sub.add_parser("perception", help="run a perception node (ROS 2)")
+    perception.add_argument("node", choices=("detector", "mapper"),
+                            help="detector: /camera/image_raw -> /defects/detections; mapper: "
+                            "detections + /localization/pose + /points -> /defects/findings")
+    perception.add_argument("--config", help="configuration YAML (see docs/configuration.md)")
+    perception.add_argument("--detector", metavar="SPEC",
+                            help="overrides perception.detector (onnx:PATH, classical, ...)")
+    perception.set_defaults(func=cmd_perception)
+
+    dataset = sub.add_parser("dataset", help="labelled images for training detectors")
+    dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True,
+                                         metavar="COMMAND", parser_class=_Parser)
+    render = dataset_sub.add_parser("render", help="render a YOLO dataset in a simulated world")
+    render.add_argument("out", help="output folder (data.yaml, images/, labels/)")
+    render.add_argument("--world", default="sewer_dn1000")
+    render.add_argument("--train-looks", type=int, default=30,
+                        help="randomised looks (texture/lamp seeds) for training")
+    render.add_argument("--val-looks", type=int, default=4)
+    render.add_argument("--test-looks", type=int, default=8,
+                        help="looks for the held-out test split (seeds never used in training)")
+    render.add_argument("--frames-per-look", type=int, default=50)
+    render.set_defaults(func=cmd_dataset_render)
+    imp = dataset_sub.add_parser("import", help="import a real YOLO dataset with class renaming")
+    imp.add_argument("data", help="the dataset's data.yaml")
+    imp.add_argument("out", help="output folder")
+    imp.add_argument("--map", action="append", default=[], metavar="NAME=CODE",
+                     help="rename class NAME to CJJ 181 CODE (repeat); unmapped classes drop")
+    imp.set_defaults(func=cmd_dataset_import)
+
+    train = sub.add_parser("train", help="train models")
+    train_sub = train.add_subparsers(dest="train_command", required=True, metavar="COMMAND",
+                                     parser_class=_Parser)
+    detector = train_sub.add_parser("detector", help="train a YOLO detector (CPU) + ONNX export")
+    detector.add_argument("--data", required=True, help="YOLO data.yaml")
+    detector.add_argument("--out", required=True, help="output folder")
+    detector.add_argument("--model", help="model .yaml (default: perception/models/"
+                          "crawler_yolo_p.yaml); never hub weights")
+    detector.add_argument("--epochs", type=int, default=30)
+    detector.add_argument("--imgsz", type=int, default=512, help="training image size")
+    detector.add_argument("--export-imgsz", type=int, default=640, help="ONNX input size")
+    detector.add_argument("--batch", type=int, default=16)
+    detector.add_argument("--seed", type=int, default=0)
+    detector.set_defaults(func=cmd_train_detector)
+
     demo = sub.add_parser("demo", help="drive the crawler through the simulated sewer")
     demo.add_argument("--out", default="out/demo", help="output folder (default %(default)s)")
     demo.add_argument("--bridge", action="store_true",
@@ -290,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         status = args.func(args)
-    except CrawlerError as err:
+    except (CrawlerError, PerceptionError) as err:
         print(f"crawler: error: {err}", file=sys.stderr)
         status = EXIT_FAILURE
     except OSError as err:
