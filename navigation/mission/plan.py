@@ -471,6 +471,9 @@ def load_plan(path: str | Path) -> MissionPlan:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+        if context and context_mark is not None:
+            problem += f" ({context} at line {context_mark.line + 1})"
         raise PlanError(path, f"malformed YAML: {problem}",
                         line=None if mark is None else mark.line + 1) from err
     if root is None:
