@@ -318,3 +318,10 @@ def test_check_plan_against_another_site() -> None:
                                         "utility_tunnel.truth.yaml"))
     with pytest.raises(PlanError, match=r"asset\.kind: a pipe asset on a tunnel site"):
         check_plan_against_site(plan, tunnel)
+
+
+def test_docs_show_the_sample_plan() -> None:
+    """docs/mission_plan.md's first example is the shipped sample, verbatim."""
+    docs = (REPO / "docs" / "mission_plan.md").read_text(encoding="utf-8")
+    first_yaml = docs.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert first_yaml == SAMPLE_TEXT
