@@ -639,6 +639,31 @@ class FusedLocalizer:
         self._update()
         return True
 
+    def add_loop_closure(self, old_key: int, new_key: int, T_old_new: FloatArray,
+                         information: FloatArray, kernel_width: float = 3.0) -> bool:
+        """A registration of key ``new_key``'s scan against key ``old_key``'s: between factor
+        behind a Cauchy kernel (information over a right perturbation, gtsam order)."""
+        if not (0 <= old_key < new_key < len(self._keys)):
+            return False
+        noise = gtsam.noiseModel.Robust.Create(
+            gtsam.noiseModel.mEstimator.Cauchy.Create(kernel_width),
+            gtsam.noiseModel.Gaussian.Information(np.asarray(information, dtype=np.float64)))
+        self._add_factor(gtsam.BetweenFactorPose3(X(old_key), X(new_key), _pose(T_old_new),
+                                                  noise))
+        self._update()
+        return True
+
+    def key_at(self, stamp_ns: int) -> int | None:
+        """The latest key's index if it was made at ``stamp_ns`` (e.g. at this scan)."""
+        if self._keys and self._keys[-1].stamp_ns == stamp_ns:
+            return self._keys[-1].index
+        return None
+
+    def key_poses(self, indices: list[int]) -> dict[int, FloatArray]:
+        """Current estimates T_site_base of the given keys (those that exist)."""
+        return {i: self._isam.calculateEstimatePose3(X(i)).matrix() for i in indices
+                if 0 <= i < len(self._keys) and self._isam.valueExists(X(i))}
+
     # --- outputs ----------------------------------------------------------------------------
 
     def estimate(self) -> LocalizationEstimate:

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from navigation.deskew import so3_log
+from navigation.deskew import deskew, so3_log
 from navigation.fusion import FusedLocalizer, FusionConfig, LocalizationEstimate
 from navigation.lidar_odometry import LidarOdometry, LidarOdometryConfig, se3_exp, twist
+from navigation.loop_closure import LoopCloser, LoopClosureConfig
 from navigation.records import (
     FixSource,
     LaserScan2D,
@@ -53,6 +54,9 @@ class PipelineConfig:
     pipe_axis_sigma_vertical_m: float = 0.03
     pipe_axis_vertical_offset_m: float = 0.02
     """base_link above the invert line (the tracks straddle the invert)."""
+    loop_closure: bool = True
+    """Register scans against earlier keyframes when back near them (not in pipes: a pipe
+    looks the same everywhere along its axis)."""
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,8 @@ class LocalizationPipeline:
 
     def __init__(self, site: Site, T_base_lidar: FloatArray,
                  lidar: LidarOdometryConfig | None = None, fusion: FusionConfig | None = None,
-                 config: PipelineConfig | None = None) -> None:
+                 config: PipelineConfig | None = None,
+                 loop_closure: LoopClosureConfig | None = None) -> None:
         self.site = site
         self.T_base_lidar = np.asarray(T_base_lidar, dtype=np.float64)
         self.config = config or PipelineConfig()
@@ -211,6 +216,9 @@ class LocalizationPipeline:
         self.sky_landmarks = SkyLandmarks(site, self.config)
         self._scans = 0
         self.last_lidar: LidarOdometryResult | None = None
+        self.loop_closer = (LoopCloser(self.T_base_lidar, loop_closure, lidar)
+                            if self.config.loop_closure and site.site_type is not SiteType.PIPE
+                            and not self.lidar_odometry.config.planar else None)
 
     def initialize(self, T_site_base: FloatArray, stamp_ns: int,
                    covariance: FloatArray | None = None) -> None:
@@ -238,8 +246,30 @@ class LocalizationPipeline:
             self.localizer.add_axis_offset(scan.stamp_ns, cfg.pipe_axis_sigma_lateral_m,
                                            cfg.pipe_axis_sigma_vertical_m,
                                            cfg.pipe_axis_vertical_offset_m)
+        if self.loop_closer is not None and isinstance(scan, LidarScan3D):
+            self._close_loops(scan, result)
         self.last_lidar = result
         return result
+
+    def _close_loops(self, scan: LidarScan3D, result: LidarOdometryResult) -> None:
+        """At a key pose's scan: keep a keyframe, and try to close a loop."""
+        closer, localizer = self.loop_closer, self.localizer
+        key = localizer.key_at(scan.stamp_ns)
+        if closer is None or key is None or self.last_lidar is None:
+            return
+        points = np.asarray(scan.points_m, dtype=np.float64)
+        offsets = (np.zeros(len(points)) if scan.point_time_offsets_s is None
+                   else np.asarray(scan.point_time_offsets_s, dtype=np.float64))
+        with np.errstate(invalid="ignore"):
+            valid = np.isfinite(points).all(axis=1) & (np.linalg.norm(points, axis=1) > 0.3)
+        dt_s = (scan.stamp_ns - self.last_lidar.stamp_ns) * 1e-9
+        points = deskew(points[valid], offsets[valid], result.T_prev_curr, dt_s)
+        points_base = points @ self.T_base_lidar[:3, :3].T + self.T_base_lidar[:3, 3]
+        T_site_key = localizer.key_poses([key])[key]
+        closure = closer.on_key_scan(key, points_base, T_site_key, localizer.key_poses)
+        if closure is not None:
+            localizer.add_loop_closure(closure.old_key, closure.new_key, closure.T_old_new,
+                                       closure.information, closer.config.kernel_width)
 
     def on_fix(self, fix: PositionFix) -> None:
         """A 5G or BeiDou fix; BeiDou also says there is open sky above."""
