@@ -115,9 +115,8 @@ def read_data_yaml(data_yaml: Path) -> DatasetConfig:
         splits[split] = tuple(
             p if p.is_absolute() else root / p for p in (Path(e).expanduser() for e in entries)
         )
-    for required in ("train", "val"):
-        if required not in splits:
-            raise DatasetError(f"{data_yaml}: no '{required}' split")
+    if not splits:  # a test-only set is fine for benchmarks; training checks 'train' itself
+        raise DatasetError(f"{data_yaml}: names no split ({', '.join(SPLITS)})")
     return DatasetConfig(data_yaml, root, splits, names)
 
 

@@ -141,9 +141,11 @@ def test_data_yaml_errors(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="cannot read"):
         read_data_yaml(tmp_path / "absent.yaml")
     path = tmp_path / "data.yaml"
-    path.write_text(yaml.safe_dump({"train": "a", "names": ["PL"]}))
-    with pytest.raises(DatasetError, match="no 'val' split"):
+    path.write_text(yaml.safe_dump({"path": ".", "names": ["PL"]}))
+    with pytest.raises(DatasetError, match="names no split"):
         read_data_yaml(path)
+    path.write_text(yaml.safe_dump({"test": "a", "names": ["PL"]}))  # a test-only set is fine
+    assert list(read_data_yaml(path).splits) == ["test"]
     path.write_text(yaml.safe_dump({"train": "a", "val": "b", "names": {0: "PL", 2: "SL"}}))
     with pytest.raises(DatasetError, match="names keys"):
         read_data_yaml(path)
