@@ -866,7 +866,9 @@ def _find_open_joints(cloud: PipeCloud, profile: RingProfile, nominal_d: float,
         if gap is None:
             continue
         start, end = gap
-        found.append(GeometricDefect("TJ", start, end, {"gap_mm": (end - start) * 1000.0},
+        # Returns are averaged into voxel cells: their centres spread one cell wider than the gap
+        width_m = max(end - start - cloud.voxel_m, 0.0)
+        found.append(GeometricDefect("TJ", start, end, {"gap_mm": width_m * 1000.0},
                                      12.0))
     return found
 
