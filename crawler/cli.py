@@ -241,8 +241,9 @@ def cmd_dataset_render(args: argparse.Namespace) -> int:
             print(f"[dataset] {split}: {done}/{total} images", file=sys.stderr, flush=True)
 
     data_yaml = write_dataset(Path(args.out), looks, world=args.world,
-                              settings=RenderSettings(frames_per_look=args.frames_per_look),
-                              progress=progress)
+                              settings=RenderSettings(frames_per_look=args.frames_per_look,
+                                                      distractors=not args.no_distractors),
+                              progress=progress, first_look=args.first_look)
     print(f"dataset written: {data_yaml}")
     return 0
 
@@ -271,7 +272,8 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
     command = "crawler " + " ".join(sys.argv[1:])
     result = train_detector(Path(args.data), Path(args.out), settings,
                             Path(args.model) if args.model else DEFAULT_MODEL_YAML,
-                            command=command, log=print)
+                            command=command, log=print,
+                            init_weights=Path(args.weights) if args.weights else None)
     print(f"weights: {result.weights_pt}\nonnx:    {result.model_onnx}\n"
           f"card:    {result.model_card}")
     return 0
@@ -371,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--test-looks", type=int, default=8,
                         help="looks for the held-out test split (seeds never used in training)")
     render.add_argument("--frames-per-look", type=int, default=50)
+    render.add_argument("--first-look", type=int, default=0,
+                        help="offset into each split's seed range (more data, new looks)")
+    render.add_argument("--no-distractors", action="store_true",
+                        help="plain walls without stains, seams and scuffs")
     render.set_defaults(func=cmd_dataset_render)
     imp = dataset_sub.add_parser("import", help="import a real YOLO dataset with class renaming")
     imp.add_argument("data", help="the dataset's data.yaml")
@@ -387,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     detector.add_argument("--out", required=True, help="output folder")
     detector.add_argument("--model", help="model .yaml (default: perception/models/"
                           "crawler_yolo_p.yaml); never hub weights")
+    detector.add_argument("--weights", help="start from this project-trained .pt (fine-tune)")
     detector.add_argument("--epochs", type=int, default=30)
     detector.add_argument("--imgsz", type=int, default=512, help="training image size")
     detector.add_argument("--export-imgsz", type=int, default=640, help="ONNX input size")

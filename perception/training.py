@@ -64,17 +64,24 @@ def offline_ultralytics() -> None:
 
 def train_detector(data_yaml: Path, out_dir: Path, settings: TrainSettings | None = None,
                    model_yaml: Path = DEFAULT_MODEL_YAML, command: str = "",
-                   log: Callable[[str], None] | None = None) -> TrainResult:
-    """Train ``model_yaml`` on ``data_yaml`` on the CPU, export ONNX, write a model card."""
+                   log: Callable[[str], None] | None = None,
+                   init_weights: Path | None = None) -> TrainResult:
+    """Train ``model_yaml`` on ``data_yaml`` on the CPU, export ONNX, write a model card.
+
+    ``init_weights``: start from a .pt this project trained (fine-tuning on more data)
+    instead of random weights; never hub weights.
+    """
     settings = settings or TrainSettings()
     _check_inputs(data_yaml, model_yaml)
+    if init_weights is not None and not init_weights.is_file():
+        raise ModelLoadError(f"initial weights not found: {init_weights}")
     offline_ultralytics()
     import torch
     from ultralytics.models.yolo.model import YOLO
 
     torch.set_num_threads(settings.threads or (os.cpu_count() or 1))
     started = time.perf_counter()
-    model = YOLO(str(model_yaml), task="detect")
+    model = YOLO(str(init_weights or model_yaml), task="detect")
     if log is not None:
         model.add_callback("on_fit_epoch_end", _epoch_logger(log, settings.epochs, started))
     # Train (CPU, no plots, no pretrained weights, reproducible seed)
@@ -101,7 +108,7 @@ def train_detector(data_yaml: Path, out_dir: Path, settings: TrainSettings | Non
     metrics = _validation_metrics(model)
     wall_time_s = time.perf_counter() - started
     card = write_model_card(out_dir / "model_card.yaml", data_yaml, model_yaml, settings,
-                            metrics, wall_time_s, command)
+                            metrics, wall_time_s, command, init_weights)
     if log is not None:
         log(f"trained in {wall_time_s / 60:.1f} min: {model_onnx} "
             f"({model_onnx.stat().st_size / 1e6:.1f} MB), val {metrics}")
@@ -122,12 +129,15 @@ def export_onnx(weights_pt: Path, image_size_px: int) -> Path:
 
 
 def write_model_card(path: Path, data_yaml: Path, model_yaml: Path, settings: TrainSettings,
-                     metrics: dict[str, float], wall_time_s: float, command: str) -> Path:
+                     metrics: dict[str, float], wall_time_s: float, command: str,
+                     init_weights: Path | None = None) -> Path:
     """The provenance of a trained model: command, data seeds, settings, figures."""
     data = yaml.safe_load(data_yaml.read_text()) or {}
     card: dict[str, Any] = {
         "command": command,
+        "git_commit": _git_commit(),
         "model_yaml": model_yaml.name,
+        "init_weights": str(init_weights) if init_weights else None,
         "dataset": {"data_yaml": str(data_yaml), "names": data.get("names"),
                     "rendered": data.get("rendered")},
         "settings": asdict(settings),
@@ -138,6 +148,18 @@ def write_model_card(path: Path, data_yaml: Path, model_yaml: Path, settings: Tr
     }
     path.write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True))
     return path
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit (the dataset renderer's code version), if this is a git tree."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=MODELS_DIR, capture_output=True,
+                              text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
 
 
 def _epoch_logger(log: Callable[[str], None], epochs: int, started: float

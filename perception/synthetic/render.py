@@ -73,6 +73,7 @@ class RenderSettings:
     tilt_rad: float = math.radians(6.0)
     min_label_px: int = 250  # fewer visible pixels than this: too small to label
     min_box_side_px: float = 10.0
+    distractors: bool = True  # stains, seams and scuffs on the plain wall (not defects)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class DatasetRenderer:
         """A camera whose texture cache holds this look's repainted textures and lamp."""
         cache = TextureCache()
         for path in self._texture_paths:
-            cache.put(path, random_texture(path.stem, rng))
+            cache.put(path, random_texture(path.stem, rng, self.settings.distractors))
         lamp = replace(self._camera.lamp,
                        intensity=self._camera.lamp.intensity * float(rng.uniform(0.6, 1.4)))
         return Camera(self._camera.spec, lamp, seed=seed, textures=cache,
@@ -271,18 +272,19 @@ Progress = Callable[[str, int, int], None]
 
 
 def write_dataset(out_dir: Path, looks: dict[str, int], world: str = "sewer_dn1000",
-                  settings: RenderSettings | None = None, progress: Progress | None = None
-                  ) -> Path:
+                  settings: RenderSettings | None = None, progress: Progress | None = None,
+                  first_look: int = 0) -> Path:
     """Render every split into ``out_dir`` (YOLO layout) and return its ``data.yaml``.
 
     ``looks`` maps a split name (train, val, test) to its number of looks; each look gives
-    ``settings.frames_per_look`` images. ``progress(split, done, total)`` is called per image.
+    ``settings.frames_per_look`` images; ``first_look`` skips that many seeds of each split's
+    range (a second batch of new looks). ``progress(split, done, total)`` is called per image.
     """
     renderer = DatasetRenderer(world, settings)
     frames_per_look = renderer.settings.frames_per_look
     seeds: dict[str, list[int]] = {}
     for split, count in looks.items():
-        seeds[split] = split_seeds(split, count)
+        seeds[split] = split_seeds(split, count, first_look)
         image_dir, label_dir = out_dir / "images" / split, out_dir / "labels" / split
         image_dir.mkdir(parents=True, exist_ok=True)
         label_dir.mkdir(parents=True, exist_ok=True)
@@ -302,7 +304,8 @@ def write_dataset(out_dir: Path, looks: dict[str, int], world: str = "sewer_dn10
         "names": dict(enumerate(DETECTOR_CLASSES)),
         "rendered": {"world": world, "frames_per_look": frames_per_look,
                      "seeds": {k: [v[0], v[-1]] for k, v in seeds.items() if v},
-                     "roll_deg": round(math.degrees(spec.roll_rad), 1)},
+                     "roll_deg": round(math.degrees(spec.roll_rad), 1),
+                     "distractors": spec.distractors},
     }
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return data_yaml

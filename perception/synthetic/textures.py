@@ -152,6 +152,37 @@ def colourise(name: str, intensity: FloatImage, rng: np.random.Generator) -> Ima
     return np.ascontiguousarray(rgb[:, :, ::-1].round().astype(np.uint8))
 
 
-def random_texture(name: str, rng: np.random.Generator) -> ImageBGR:
-    """One randomised BGR texture of kind ``name`` (a key of ``TEXTURES``)."""
-    return colourise(name, TEXTURES[name](rng), rng)
+def with_distractors(intensity: FloatImage, rng: np.random.Generator) -> FloatImage:
+    """Marks that are not defects: soft stains, formwork seams, scuffs (a copy)."""
+    image = intensity.copy()
+    coords = np.arange(SIZE_PX, dtype=np.float64)
+    yy, xx = np.meshgrid(coords, coords, indexing="ij")
+    for _ in range(int(rng.integers(0, 4))):  # stains: soft, irregular, a little darker
+        cy, cx = rng.uniform(0, SIZE_PX, 2)
+        ry, rx = rng.uniform(15, 70, 2)
+        edge = 0.35 * _noise(rng, (32, 16))
+        inside = np.sqrt(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2) + edge < 1.0
+        image[inside] *= rng.uniform(0.7, 0.9)
+    if rng.random() < 0.4:  # a straight formwork seam: thin, faint, ruler-straight
+        y0, y1 = rng.uniform(0, SIZE_PX, 2)
+        cv2.line(image, (0, int(y0)), (SIZE_PX - 1, int(y1)),
+                 float(np.median(image) * rng.uniform(0.75, 0.9)), 1, cv2.LINE_AA)
+    if rng.random() < 0.3:  # pale scuffs
+        for _ in range(int(rng.integers(1, 4))):
+            x, y = (int(v) for v in rng.uniform(0, SIZE_PX, 2))
+            cv2.ellipse(image, (x, y), (int(rng.integers(4, 20)), int(rng.integers(2, 6))),
+                        float(rng.uniform(0, 180)), 0, 360, float(rng.uniform(0.6, 0.8)), -1)
+    return image
+
+
+def random_texture(name: str, rng: np.random.Generator, distractors: bool = False
+                   ) -> ImageBGR:
+    """One randomised BGR texture of kind ``name`` (a key of ``TEXTURES``).
+
+    ``distractors`` adds stains, seams and scuffs to plain concrete (not to defect patches),
+    so a detector learns that a dark mark is not by itself a leak or a crack.
+    """
+    intensity = TEXTURES[name](rng)
+    if distractors and name == "concrete":
+        intensity = with_distractors(intensity, rng)
+    return colourise(name, intensity, rng)
