@@ -98,3 +98,30 @@ __all__ = [
     "load_plan_site",
     "supervisor_for_plan",
 ]
+
+# The executor (appended: the plan and the supervisor above are its inputs).
+from navigation.mission.executor import (
+    ExecutorConfig,
+    ExecutorOutput,
+    FindingNotice,
+    MissionEvent,
+    MissionExecutor,
+    MissionState,
+    MissionStatus,
+    PhotoRequest,
+    RobotReadings,
+    route_polyline,
+)
+
+__all__ += [
+    "ExecutorConfig",
+    "ExecutorOutput",
+    "FindingNotice",
+    "MissionEvent",
+    "MissionExecutor",
+    "MissionState",
+    "MissionStatus",
+    "PhotoRequest",
+    "RobotReadings",
+    "route_polyline",
+]
