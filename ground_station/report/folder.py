@@ -156,7 +156,7 @@ def read_mission(folder: Path, now: datetime | None = None) -> Mission:
         problem = getattr(err, "problem", None) or "not YAML"
         raise ReportError(path, f"{where}malformed YAML: {problem}") from err
     if not isinstance(doc, Mapping):
-        raise ReportError(path, "malformed: not a YAML mapping")
+        raise ReportError(path, "not a YAML mapping (malformed mission file)")
     fields = _Fields(path, doc)
     schema = doc.get("schema")
     if schema != SCHEMA:
