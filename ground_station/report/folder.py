@@ -10,7 +10,7 @@ import json
 import math
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -113,7 +113,6 @@ class FindingsDb:
     findings: tuple[Finding, ...]
     segment: Mapping[str, Any] | None  # the stored evaluation; None: not written
     photos: tuple[Photo, ...] = ()
-    notes: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True)
