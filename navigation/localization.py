@@ -236,7 +236,8 @@ class LocalizationPipeline:
         guess = self.predictor.motion_to(scan.stamp_ns)
         # Scan to local map, with degeneracy
         result = self.lidar_odometry.register(scan, guess)
-        self.predictor.observe(result)
+        if isinstance(scan, LidarScan3D):  # 2D: not validated (worse on real-like 2D bags)
+            self.predictor.observe(result)
         # Smoother: lidar along its constrained directions only
         self.localizer.add_lidar_odometry(result, self.T_base_lidar)
         # In a pipe the crawler rides the invert line of the site's axis

@@ -85,6 +85,8 @@ def run_offline_slam(bag: Path, out: Path, site: Site | None = None,
                     result = pipeline.on_scan(data)
                 else:
                     result = odometry.register(data, predictor.motion_to(data.stamp_ns))
+                    if isinstance(data, LidarScan3D):  # learn the encoders' turn over-read
+                        predictor.observe(result)
                 if pipeline is not None:
                     T_map_base = pipeline.estimate().T_site_base
                 else:

@@ -86,6 +86,8 @@ class SlamNode(Node):
             planar=planar)))
         # Register against the local map, guessed from the wheels
         result = odometry.register(scan, self._predictor.motion_to(scan.stamp_ns))
+        if not planar:  # learn the encoders' turn over-read (3D only, as the pipeline)
+            self._predictor.observe(result)
         T_map_base = self.T_base_lidar @ result.T_map_sensor @ self._T_lidar_base
         # Publish the pose; unconstrained directions as unknown
         msg = Odometry()
