@@ -226,6 +226,19 @@ def cmd_perception(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mission_report(args: argparse.Namespace) -> int:
+    """Rebuild report.html, report.pdf and defects.geojson from a mission folder."""
+    from ground_station.report import ReportError, build_report
+
+    try:
+        files = build_report(Path(args.folder))
+    except ReportError as err:
+        raise CrawlerError(str(err)) from err
+    print(f"mission {files.state}: {files.findings} findings")
+    print(f"  report: {files.html}\n  pdf:    {files.pdf}\n  gis:    {files.geojson}")
+    return 0
+
+
 def cmd_dataset_render(args: argparse.Namespace) -> int:
     """Render a labelled YOLO dataset from a simulated world."""
     from perception.synthetic.render import RenderSettings, write_dataset
@@ -351,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--cloud-voxel", type=float, help="thin 3D clouds to this voxel (m)")
     record.add_argument("--seed", type=int, default=0)
     record.set_defaults(func=cmd_record)
+
+    mission = sub.add_parser("mission", help="inspection missions: run, report")
+    mission_sub = mission.add_subparsers(dest="mission_command", required=True,
+                                         metavar="COMMAND", parser_class=_Parser)
+    report = mission_sub.add_parser("report", help="rebuild the reports of a mission folder")
+    report.add_argument("folder", help="mission folder (mission.yaml, findings.sqlite, ...)")
+    report.set_defaults(func=cmd_mission_report)
 
     perception = sub.add_parser("perception", help="run a perception node (ROS 2)")
     perception.add_argument("node", choices=("detector", "mapper"),
