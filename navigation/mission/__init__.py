@@ -99,7 +99,7 @@ __all__ = [
     "supervisor_for_plan",
 ]
 
-# The executor (appended: the plan and the supervisor above are its inputs).
+# Appended: the executor (the plan and the supervisor above are its inputs) and the folder.
 from navigation.mission.executor import (
     ExecutorConfig,
     ExecutorOutput,
@@ -112,16 +112,32 @@ from navigation.mission.executor import (
     RobotReadings,
     route_polyline,
 )
+from navigation.mission.folder import (
+    FindingRow,
+    MissionFolder,
+    MissionProgress,
+    MissionRecord,
+    PhotoRow,
+    read_mission,
+    recording_files,
+)
 
 __all__ += [
     "ExecutorConfig",
     "ExecutorOutput",
     "FindingNotice",
+    "FindingRow",
     "MissionEvent",
     "MissionExecutor",
+    "MissionFolder",
+    "MissionProgress",
+    "MissionRecord",
     "MissionState",
     "MissionStatus",
     "PhotoRequest",
+    "PhotoRow",
     "RobotReadings",
+    "read_mission",
+    "recording_files",
     "route_polyline",
 ]
