@@ -74,6 +74,11 @@ VISUAL_GRADE_RULES: dict[str, VisualRule] = {
     "CQ": VisualRule((math.inf,), (1,), "no lidar size: grade 1"),
     "CR": VisualRule((math.inf,), (1,), "no lidar size: grade 1"),
     "QF": VisualRule((math.inf,), (1,), "no lidar size: grade 1"),
+    # Geometric classes the lidar did not cover: the lowest grade, to be measured on site
+    "CK": VisualRule((math.inf,), (1,), "no lidar measurement: grade 1, measure on site"),
+    "TJ": VisualRule((math.inf,), (1,), "no lidar measurement: grade 1, measure on site"),
+    "CJ": VisualRule((math.inf,), (1,), "no lidar measurement: grade 1, measure on site"),
+    "BX": VisualRule((math.inf,), (1,), "no lidar measurement: grade 1, measure on site"),
 }
 
 
@@ -101,7 +106,7 @@ class SegmentMap:
     findings: tuple[GradedFinding, ...]
     evaluation: SegmentEvaluation
     lidar_defects: tuple[GeometricDefect, ...]
-    ungraded: tuple[str, ...]  # findings whose grade could not be computed, with the reason
+    ungraded: tuple[str, ...]  # findings not graded or rejected by the lidar, with the reason
 
 
 class DefectMapper:
@@ -159,6 +164,12 @@ class DefectMapper:
         for finding in sorted(camera, key=lambda f: f.start_m):
             match = self._match(finding, lidar, used)
             measured: dict[str, float] = {}
+            if match is None and finding.code in LIDAR_CODES and self._lidar_saw(finding):
+                # The lidar measures these; where it saw the wall and found nothing, the camera
+                # saw a sound joint or a shadow
+                ungraded.append(f"{finding.id} {finding.code} at {finding.start_m:.2f} m: "
+                                "rejected, the lidar measured no such defect there")
+                continue
             if match is not None:
                 used.add(match)
                 defect = lidar[match]
@@ -177,6 +188,10 @@ class DefectMapper:
             self._grade_into(finding, dict(defect.measured), graded, ungraded)
         graded.sort(key=lambda g: g.finding.start_m)
         return graded, ungraded
+
+    def _lidar_saw(self, finding: Finding, min_points: int = 200) -> bool:
+        """Whether the cloud holds enough wall around the finding to have measured it."""
+        return len(self.cloud.points(finding.start_m - 0.3, finding.end_m + 0.3)) >= min_points
 
     @staticmethod
     def _inside(defect: GeometricDefect, segment_length_m: float) -> bool:

@@ -96,3 +96,17 @@ def test_findings_in_the_manholes_are_kept_but_not_scored(
     segment = mapper.finish(SiteFactors(dn_mm=1000), LENGTH_M)
     assert [f.finding.code for f in segment.findings] == ["SL"]
     assert segment.evaluation.F == 0.0
+
+
+def test_a_joint_the_camera_flags_but_the_lidar_measured_sound_is_rejected(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    mapper = mapper_with_lidar(monkeypatch, [])
+    ring = np.array([[x, 0.5 * math.cos(a), 0.5 + 0.5 * math.sin(a)]
+                     for x in np.linspace(9.5, 10.8, 14) for a in np.linspace(0, 6.2, 60)])
+    mapper.add_scan(ring, np.array([10.0, 0.0, 0.5]))
+    see(mapper, "CK", 10.1, 10.3, 12.0, 12.0)  # the camera thinks the joint at 10.2 m is offset
+    see(mapper, "CK", 30.1, 30.3, 12.0, 12.0)  # no lidar there: the camera's word stands
+    segment = mapper.finish(SiteFactors(dn_mm=1000), LENGTH_M)
+    assert [f.finding.code for f in segment.findings] == ["CK"]
+    assert segment.findings[0].finding.start_m > 29.0
+    assert any("rejected" in line and "10." in line for line in segment.ungraded)
