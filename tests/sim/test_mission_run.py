@@ -1,0 +1,103 @@
+"""Simulated missions end to end: a short sewer mission leaves a complete folder; gas aborts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crawler.mission_run import RunConfig, RunProgress, run_simulated_mission
+from navigation.bag_io import bag_summary, read_bag
+from navigation.map_export import read_tum
+from navigation.mission import GasReadings, MissionFolder, MissionPlan, load_plan
+
+PLAN = Path(__file__).resolve().parents[2] / "navigation/mission/examples/sewer_dn1000.yaml"
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+
+
+def short_plan(distance_m: float, **changes: object) -> MissionPlan:
+    """The sample sewer plan cut to ``distance_m``, faster, with the classical detector."""
+    plan = load_plan(PLAN)
+    document = plan.model_dump(mode="json", exclude_none=True)
+    document.update(
+        detector="classical",
+        speed={"max_mps": 0.3, "approach_mps": 0.1},
+        actions=[{"kind": "pause_on_finding", "seconds": 1.0, "close_up": True},
+                 {"kind": "photograph_at", "distance_m": 4.0}],
+        end={"at_distance_m": distance_m, "max_duration_s": 600.0, "then": "return"})
+    document.update(changes)
+    return MissionPlan.model_validate(document)
+
+
+def test_short_sewer_mission_leaves_a_complete_folder(tmp_path: Path) -> None:
+    """10 m of the sewer and back: completed, with every part of the folder in place."""
+    reports: list[RunProgress] = []
+    out = tmp_path / "mission"
+    result = run_simulated_mission(PLAN, out, plan=short_plan(10.0), progress=reports.append,
+                                   config=RunConfig(detect_spacing_m=0.1))
+    assert result.state == "completed", result.reason
+    assert result.outbound_m == pytest.approx(10.0, abs=0.15)
+    assert result.distance_done_m == pytest.approx(20.0, abs=0.4)
+    assert result.distance_error_m is not None and result.distance_error_m < 0.3
+    assert reports and reports[-1].line()
+
+    record = MissionFolder.read(out)
+    assert record.state == "completed" and record.recorded_state == "completed"
+    assert "back at the entry" in str(record.reason)
+    assert record.world == "sewer_dn1000"
+    assert record.progress.distance_left_m == 0.0
+    kinds = [e["kind"] for e in record.events]
+    assert "started" in kinds and "end" in kinds and kinds[-1] == "closed"
+    states = [e["state"] for e in record.events if e["kind"] == "state"]
+    assert states[0] == "driving" and states[-1] == "completed" and "returning" in states
+    assert "photographing" in states
+    # The recording: one file, every topic, readable
+    assert record.recordings == (out / "recording.mcap",)
+    topics = {t.name: t.message_count for t in bag_summary(out / "recording.mcap").topics}
+    for topic in ("/odom/wheel", "/imu", "/localization/pose", "/points",
+                  "/camera/image_raw/compressed", "/mission/status"):
+        assert topics.get(topic, 0) > 0, topic
+    assert sum(1 for _ in read_bag(out / "recording.mcap")) > 100
+    # Trajectory out and back
+    trajectory = read_tum(out / "trajectory.tum")
+    xs = np.array([T[0, 3] for _, T in trajectory])
+    assert xs.max() > 10.0 and abs(xs[-1] - xs[0]) < 1.0
+    # Findings (the classical detector finds some; each committed with a photo), the segment
+    assert record.findings
+    assert all(f.grade is not None and f.status == "confirmed" for f in record.findings)
+    camera = [f for f in record.findings if f.source and "camera" in f.source]
+    assert camera and all(f.photo and (out / f.photo).is_file() for f in camera)
+    assert all(f.lat is not None and 30.0 < f.lat < 31.0 for f in record.findings)
+    assert record.segment is not None and "RI" in record.segment
+    kinds_of_photos = {p.kind for p in record.photos}
+    assert {"finding", "photograph_at", "close_up"} <= kinds_of_photos
+    assert (out / "images/photo_0004.0m.jpg").is_file()
+    assert record.map_yaml is not None and (out / "map.pgm").is_file()
+    assert not (out / "mission.lock").exists()
+    assert not list(out.glob("recording_*.mcap"))
+
+
+def test_gas_alarm_stops_the_robot_returns_and_records_the_reason(tmp_path: Path) -> None:
+    """Methane past 3 m (injected into the MCU model): stop, retreat to the entry, aborted."""
+    def gas(sim_s: float, position: np.ndarray) -> GasReadings | None:
+        return GasReadings(ch4_pct_vol=1.5) if position[0] > 3.6 else None
+
+    out = tmp_path / "mission"
+    result = run_simulated_mission(
+        PLAN, out, plan=short_plan(10.0, actions=[]),
+        config=RunConfig(perception=False, gas=gas))
+    assert result.state == "aborted"
+    assert "gas" in str(result.reason) and "CH4" in str(result.reason)
+    assert 2.5 < result.outbound_m < 4.0
+    record = MissionFolder.read(out)
+    assert record.state == "aborted" and "CH4" in str(record.reason)
+    states = [e["state"] for e in record.events if e["kind"] == "state"]
+    assert states == ["driving", "stopped", "returning", "aborted"]
+    safety = [e for e in record.events if e["kind"] == "safety"]
+    assert safety[0]["action"] == "stop" and safety[-1]["action"] in ("return", "continue")
+    assert any(e["action"] == "return" for e in safety)
+    # Back at the entry
+    _, T_last = read_tum(out / "trajectory.tum")[-1]
+    assert T_last[0, 3] < 1.0
