@@ -8,13 +8,16 @@ the ``DefectMapper`` turns detections and localized lidar into findings; the saf
 supervisor (inside the ``MissionExecutor``) sees battery, gas, tether and e-stop from the MCU
 model and the localization's uncertainty; the ``MissionFolder`` is written as it goes.
 
-Processing rates (chosen so the 120 m sewer mission, there and back, runs in a few minutes
-on two cores; all in ``RunConfig``): the sim renders the camera at ``camera_rate_hz``
-(2.5 Hz: at 0.15 m/s a frame every 6 cm, denser than the perception benchmark's 10 cm) and
-the detector runs on a frame only when the robot moved ``detect_spacing_m`` since the last
-one (so not while it stands for photos and pauses); no camera on the way back (the
-inspection is done; the lidar still localizes). Every lidar scan feeds localization, every
-``mapper_every_n_scans``-th one the defect mapper's cloud. Recorded: ``/odom/wheel`` and
+Processing rates (chosen so the 120 m sewer mission, there and back, runs in minutes on two
+cores; all in ``RunConfig``): the sim renders the camera at ``camera_rate_hz`` (2.5 Hz: at
+0.15 m/s a frame every 6 cm, denser than the perception benchmark's 10 cm) and the detector
+runs on a frame only when the robot moved ``detect_spacing_m`` since the last one (so not
+while it stands for photos and pauses); no camera on the way back (the inspection is done;
+the lidar still localizes); 1 Hz for the recording only where nothing is inspected. The
+lidar runs at ``lidar_rate_hz`` (5 Hz, a scan every 3 cm at 0.15 m/s; the world's sensor
+says 10 Hz); every scan feeds localization, every ``mapper_every_n_scans``-th one the defect
+mapper's cloud, every ``map_every_n_scans``-th one the occupancy map and the point cloud
+written at the end. Recorded: ``/odom/wheel`` and
 ``/imu`` at 10 Hz, ``/localization/pose`` at 10 Hz, ``/points`` (every ``point_stride``-th
 point) and the JPEG camera frame once per ``record_period_s`` of simulated time,
 ``/defects/findings`` per finding, ``/mission/status`` at 1 Hz.
@@ -100,10 +103,10 @@ class RunConfig:
     camera_rate_hz: float = 2.5
     detect_spacing_m: float = 0.04
     camera_on_return: bool = False
-    lidar_rate_hz: float | None = None
-    """None: the world's lidar rate (10 Hz)."""
-    mapper_every_n_scans: int = 4
-    map_every_n_scans: int = 30
+    lidar_rate_hz: float | None = 5.0
+    """None: the world's lidar rate (10 Hz); at 0.15 m/s 5 Hz is a scan every 3 cm."""
+    mapper_every_n_scans: int = 2
+    map_every_n_scans: int = 15
     """Occupancy map and point cloud (the end products) from every n-th scan."""
     record_period_s: float = 1.0
     record_pose_period_s: float = 0.1
@@ -243,8 +246,11 @@ class _Mission:
         self.plan, self.site, self.world, self.folder, self.config = (plan, site, world, folder,
                                                                        config)
         cfg = config
+        inspects = cfg.perception and isinstance(plan.asset, PipeAsset)
+        # Without perception the camera only feeds the recording
+        camera_hz = cfg.camera_rate_hz if inspects else 1.0 / cfg.record_period_s
         self.sim = Simulation(world, SimConfig(step_s=cfg.step_s, seed=cfg.seed,
-                                               camera_rate_hz=cfg.camera_rate_hz,
+                                               camera_rate_hz=camera_hz,
                                                lidar_rate_hz=cfg.lidar_rate_hz))
         sim = self.sim
         mounts = CrawlerConfig().mounts
@@ -266,7 +272,7 @@ class _Mission:
         self.mapper: DefectMapper | None = None
         asset = plan.asset
         self.axis = None
-        if cfg.perception and isinstance(asset, PipeAsset) and sim.camera is not None:
+        if inspects and isinstance(asset, PipeAsset) and sim.camera is not None:
             self.detector = load_detector(plan.detector)
             legs = plan.route.path_legs()
             self.axis = next(a for a in site.axes if a.name == legs[0].axis)

@@ -639,16 +639,18 @@ class MissionFolder:
             raise ValueError(f"a mission ends completed, aborted or interrupted, not {state!r}")
         if self._closed:
             return
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        # The heartbeat keeps mission.yaml fresh while the recording is merged
         self.recording.close()
         if merge and self.recording.files:
             target = self.path / RECORDING
             merge_recordings(self.recording.files, target)
-            for segment in self.recording.files:
+            with self._lock:
+                segments, self.recording.files = self.recording.files, [target]
+            for segment in segments:
                 segment.unlink(missing_ok=True)
-            self.recording.files = [target]
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
         self._flush_trajectory(force=True)
         self._trajectory.close()
         with self._lock:

@@ -300,3 +300,22 @@ def test_events_are_plain_records() -> None:
             json.dumps(record)
     json.dumps(last.status.as_record())
     assert last.status.as_record()["state"] == "completed"
+
+
+def test_route_polyline_follows_the_legs_over_the_site_axes() -> None:
+    """Legs main 0-300 m then branch -1.6-50 m: one polyline through the junction."""
+    from navigation.mission import load_plan_site, route_polyline
+
+    plan = make_plan(site_file="world:utility_tunnel",
+                     asset={"kind": "tunnel", "section_id": "T", "gallery": "main",
+                            "from_m": 0.0, "to_m": 300.0},
+                     direction="forward",
+                     route={"legs": [{"axis": "main", "from_m": 0.0, "to_m": 300.0},
+                                     {"axis": "branch", "from_m": -1.6, "to_m": 50.0}]})
+    site = load_plan_site(plan)
+    route = route_polyline(plan, site)
+    assert route.length_m == pytest.approx(300.0 + 51.6, abs=0.05)
+    assert route.points_m[0] == pytest.approx([0.0, 0.0, 0.0])
+    junction = route.point_at(300.0)
+    assert junction[:2] == pytest.approx([300.0, 0.0], abs=0.05)
+    assert route.point_at(route.length_m)[1] < -45.0
