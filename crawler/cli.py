@@ -255,10 +255,24 @@ def cmd_dataset_render(args: argparse.Namespace) -> int:
 
     data_yaml = write_dataset(Path(args.out), looks, world=args.world,
                               settings=RenderSettings(frames_per_look=args.frames_per_look,
-                                                      distractors=not args.no_distractors),
+                                                      distractors=not args.no_distractors,
+                                                      class_weights=_weights(args.focus)),
                               progress=progress, first_look=args.first_look)
     print(f"dataset written: {data_yaml}")
     return 0
+
+
+def _weights(items: list[str]) -> tuple[tuple[str, float], ...]:
+    weights = []
+    for item in items:
+        code, sep, value = item.partition("=")
+        try:
+            weights.append((code, float(value)))
+        except ValueError as err:
+            raise CrawlerError(f"--focus '{item}' must be CODE=WEIGHT, e.g. PL=3") from err
+        if not sep or float(value) <= 0.0:
+            raise CrawlerError(f"--focus '{item}' must be CODE=WEIGHT with WEIGHT > 0")
+    return tuple(weights)
 
 
 def cmd_dataset_import(args: argparse.Namespace) -> int:
@@ -395,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--frames-per-look", type=int, default=50)
     render.add_argument("--first-look", type=int, default=0,
                         help="offset into each split's seed range (more data, new looks)")
+    render.add_argument("--focus", action="append", default=[], metavar="CODE=WEIGHT",
+                        help="view that class's defects WEIGHT times as often (repeat)")
     render.add_argument("--no-distractors", action="store_true",
                         help="plain walls without stains, seams and scuffs")
     render.set_defaults(func=cmd_dataset_render)

@@ -74,6 +74,9 @@ class RenderSettings:
     min_label_px: int = 250  # fewer visible pixels than this: too small to label
     min_box_side_px: float = 10.0
     distractors: bool = True  # stains, seams and scuffs on the plain wall (not defects)
+    # Relative odds of picking each class's defects as the view's target (default 1 each):
+    # more views of a hard class (thin cracks) without rendering more of the others.
+    class_weights: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ class DatasetRenderer:
         # Pose the crawler before a defect (or anywhere) and jitter the camera
         route = self.sim.route
         if self._targets and rng.random() < s.defect_view_fraction:
-            target = self._targets[int(rng.integers(len(self._targets)))]
+            target = self._targets[self._pick_target(rng)]
             along_m = target.route_distance_m - float(rng.uniform(*s.distance_before_defect_m))
         else:
             along_m = float(rng.uniform(1.0, route.length_m - 1.0))
@@ -144,6 +147,13 @@ class DatasetRenderer:
         boxes = self._labels(T_world_camera)
         # Degrade like a real inspection camera
         return LabelledFrame(degrade(image, rng), boxes, along_m)
+
+    def _pick_target(self, rng: np.random.Generator) -> int:
+        weights = dict(self.settings.class_weights)
+        if not weights:
+            return int(rng.integers(len(self._targets)))
+        odds = np.array([weights.get(t.code, 1.0) for t in self._targets])
+        return int(rng.choice(len(self._targets), p=odds / odds.sum()))
 
     def _camera_pose(self, along_m: float, rng: np.random.Generator) -> NDArray[np.float64]:
         s = self.settings
@@ -305,10 +315,24 @@ def write_dataset(out_dir: Path, looks: dict[str, int], world: str = "sewer_dn10
         "rendered": {"world": world, "frames_per_look": frames_per_look,
                      "seeds": {k: [v[0], v[-1]] for k, v in seeds.items() if v},
                      "roll_deg": round(math.degrees(spec.roll_rad), 1),
-                     "distractors": spec.distractors},
+                     "distractors": spec.distractors,
+                     "class_weights": dict(spec.class_weights),
+                     "git_commit": _git_commit()},
     }
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return data_yaml
+
+
+def _git_commit() -> str | None:
+    """The renderer's code version (the same seeds render the same images only with it)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                              capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
 
 
 def _write_frame(image_path: Path, label_path: Path, frame: LabelledFrame) -> None:

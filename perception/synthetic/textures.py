@@ -49,7 +49,7 @@ def crack(rng: np.random.Generator) -> FloatImage:
     if heading > 1.0:
         start = start[::-1]
     main = _wander(rng, start, heading, 40, SIZE_PX / 34)
-    width = int(rng.integers(1, 5))
+    width = int(rng.integers(2, 6))
     cv2.polylines(image, [main], False, float(rng.uniform(0.0, 0.1)), width, cv2.LINE_AA)
     for _ in range(int(rng.integers(0, 4))):
         origin = main[int(rng.integers(5, len(main) - 5))].astype(np.float64)
