@@ -24,6 +24,8 @@ Factors (noise models in ``FusionConfig``):
 - 5G and BeiDou position fixes on the antenna's position, and landmarks ("the robot is at
   manhole MH-B now") on base_link's position, both behind a robust (Cauchy) kernel so an NLOS
   fix 20 m off barely moves the estimate.
+- absolute heading (``add_heading``: a gallery's walls run along its known axis), yaw
+  only, behind a Huber kernel (see ``FusionConfig.heading_kernel``).
 
 A measurement makes a new key at its stamp when one is due; otherwise it attaches to the
 nearest key through the wheel odometry between the two stamps.
@@ -121,6 +123,14 @@ class FusionConfig:
     """Eigenvalues of the information below this (degenerate directions) are set to it."""
     lidar_min_fitness: float = 0.3
     lidar_max_gap_s: float = 0.5
+    lidar_turn_sigma_rad_per_rad: float | None = None
+    """Rotation noise added to a scan's motion per radian it turned. While the crawler turns
+    fast, deskewing and registration err by 30-100 % of each scan's turn (a pivot near a
+    gallery's end wall: 16 degrees over a U-turn) while the Hessian claims 0.004 degrees:
+    the smoother then holds that turn against everything else. None: 0, unless the pipeline
+    sets it (in tunnels, where the walls give an absolute heading)."""
+    lidar_turn_sigma_m_per_rad: float = 0.0
+    """... and translation noise (m) per radian turned (with the one above)."""
     # Gyro yaw rate
     imu_yaw_rate_noise_rad_per_sqrt_s: float = 0.0005
     imu_yaw_rate_bias_sigma_radps: float = 0.0005
@@ -145,6 +155,13 @@ class FusionConfig:
     antenna_5g_in_base_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
     antenna_beidou_in_base_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
     landmark_kernel_width: float = 3.0
+    heading_kernel: RobustKernel = RobustKernel.HUBER
+    """Absolute heading (a gallery's walls): Huber, not Cauchy. After a turn lidar odometry
+    got wrong, the estimate is confidently off by 15 degrees, 30 sigmas of a wall heading:
+    Cauchy weighs each of them ~0.01 and the smoother stays where lidar put it; Huber's
+    pull stays constant (weight k/r), and a few hundred of them win."""
+    heading_kernel_width: float = 3.0
+    """In sigmas of the heading measurement."""
     # Solver
     isam_relinearize_pose_threshold: float = 0.05
     """Relinearize a pose when its update exceeds this (rad, m)."""
@@ -216,12 +233,17 @@ class _LidarChain:
         self.covariance = np.zeros((6, 6))
 
     def append(self, result: LidarOdometryResult, T_base_sensor: FloatArray, floor: float,
-               scale: float) -> None:
-        """Compose one scan-to-scan result."""
+               scale: float, turn_sigmas: tuple[float, float] = (0.0, 0.0)) -> None:
+        """Compose one scan-to-scan result; ``turn_sigmas`` (rad, m per radian the scan
+        turned) add rotation and translation noise."""
         T_base_sensor = np.asarray(T_base_sensor, dtype=np.float64)
         T_step = T_base_sensor @ result.T_prev_curr @ np.linalg.inv(T_base_sensor)
         covariance_step = np.linalg.inv(lidar_information_in_base(result, T_base_sensor, floor,
                                                                   scale))
+        turned = float(np.linalg.norm(gtsam.Rot3.Logmap(gtsam.Rot3(T_step[:3, :3]))))
+        if turned > 0.0 and (turn_sigmas[0] > 0.0 or turn_sigmas[1] > 0.0):
+            covariance_step = covariance_step + np.diag(
+                [(turn_sigmas[0] * turned) ** 2] * 3 + [(turn_sigmas[1] * turned) ** 2] * 3)
         Ad = _pose(T_step).inverse().AdjointMap()
         self.covariance = Ad @ self.covariance @ Ad.T + covariance_step
         self.T_anchor_last = self.T_anchor_last @ T_step
@@ -408,6 +430,30 @@ def tether_error(axis: Axis, zero_distance_m: float, length_m: float,
     return error
 
 
+def heading_error(yaw_rad: float, R_key_at: FloatArray) -> ErrorFunction:
+    """Error of "base_link's yaw at the measurement is ``yaw_rad``", key (X,).
+
+    The measured frame is X's rotation R composed with ``R_key_at`` (the wheel odometry from
+    the key to the measurement): e = wrap(yaw(R R_ka) - yaw_rad), yaw the ZYX one,
+    atan2(M10, M00). For a right perturbation w of R, M = R R_ka becomes M Exp(R_ka^T w),
+    and d(M[i, 0]) = M[i, 1] u_z - M[i, 2] u_y with u = R_ka^T w.
+    """
+    R_ka = np.asarray(R_key_at, dtype=np.float64)
+
+    def error(this: gtsam.CustomFactor, values: gtsam.Values,
+              jacobians: list[FloatArray] | None) -> FloatArray:
+        M = values.atPose3(this.keys()[0]).rotation().matrix() @ R_ka
+        yaw = math.atan2(M[1, 0], M[0, 0])
+        if jacobians is not None:
+            norm = max(M[0, 0] ** 2 + M[1, 0] ** 2, 1e-12)
+            d_u = np.array([0.0, -(M[0, 0] * M[1, 2] - M[1, 0] * M[0, 2]),
+                            M[0, 0] * M[1, 1] - M[1, 0] * M[0, 1]]) / norm
+            jacobians[0] = np.concatenate([d_u @ R_ka.T, np.zeros(3)]).reshape(1, 6)
+        return np.array([math.remainder(yaw - yaw_rad, math.tau)])
+
+    return error
+
+
 def axis_offset_error(axis: Axis, point_in_key_m: FloatArray,
                       vertical_offset_m: float) -> ErrorFunction:
     """Error of "this point of the key frame lies on the axis": (lateral, vertical) offsets.
@@ -542,7 +588,8 @@ class FusedLocalizer:
             self._update()
             return False
         # Compose this scan's motion onto the chain (constrained directions only)
-        chain.append(result, T_base_sensor, c.lidar_information_floor, c.lidar_information_scale)
+        chain.append(result, T_base_sensor, c.lidar_information_floor, c.lidar_information_scale,
+                     (c.lidar_turn_sigma_rad_per_rad or 0.0, c.lidar_turn_sigma_m_per_rad))
         # One between factor once the chain reaches a newer key
         if here.index != chain.anchor.index:
             self._add_factor(chain.factor(here, c.lidar_information_floor))
@@ -636,6 +683,21 @@ class FusedLocalizer:
             np.array([sigma_lateral_m, sigma_vertical_m])), self.config.landmark_kernel_width)
         self._add_factor(gtsam.CustomFactor(noise, [X(at.index)],
                                             axis_offset_error(axis, point, vertical_offset_m)))
+        self._update()
+        return True
+
+    def add_heading(self, stamp_ns: int, yaw_rad: float, sigma_rad: float) -> bool:
+        """base_link's yaw in the site frame now (e.g. from a gallery's walls, which run along
+        a known axis), within ``sigma_rad``, behind a robust kernel."""
+        if not self.initialized or stamp_ns < self._key_stamps_ns[0]:
+            return False
+        # Key pose at the stamp
+        at = self._attach(stamp_ns)
+        # Yaw factor, robust (a wrong wall line, an unexpected turn)
+        noise = self._robust(gtsam.noiseModel.Isotropic.Sigma(1, sigma_rad),
+                             self.config.heading_kernel_width, self.config.heading_kernel)
+        self._add_factor(gtsam.CustomFactor(noise, [X(at.index)],
+                                            heading_error(yaw_rad, at.T_key_at[:3, :3].copy())))
         self._update()
         return True
 
@@ -894,10 +956,11 @@ class FusedLocalizer:
         a, b = self._keys[i].T_odom_base, self._keys[j].T_odom_base
         return 0.0 if a is None or b is None else float(np.linalg.norm(b[:3, 3] - a[:3, 3]))
 
-    def _robust(self, noise: gtsam.noiseModel.Base, width: float) -> gtsam.noiseModel.Base:
+    def _robust(self, noise: gtsam.noiseModel.Base, width: float,
+                kind: RobustKernel | None = None) -> gtsam.noiseModel.Base:
+        kind = kind or self.config.fix_kernel
         kernel: gtsam.noiseModel.mEstimator.Base = (
-            gtsam.noiseModel.mEstimator.Huber.Create(width)
-            if self.config.fix_kernel is RobustKernel.HUBER
+            gtsam.noiseModel.mEstimator.Huber.Create(width) if kind is RobustKernel.HUBER
             else gtsam.noiseModel.mEstimator.Cauchy.Create(width))
         return gtsam.noiseModel.Robust.Create(kernel, noise)
 

@@ -9,13 +9,16 @@ One object takes the robot's measurements in time order, whichever way they arri
 3. the smoother (``FusedLocalizer``) weighs lidar only along those, and adds the tether,
    5G / BeiDou fixes behind robust kernels, and site landmarks;
 4. a BeiDou fix means open sky overhead: the nearest manhole or shaft of the site file
-   within reach becomes a landmark observation.
+   within reach becomes a landmark observation;
+5. in a tunnel gallery the walls run along the site axis: their direction in a key pose's
+   scan is the crawler's absolute heading (``tunnel_features.wall_heading``).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +36,7 @@ from navigation.records import (
     PositionFix,
 )
 from navigation.site import LandmarkKind, Site, SiteType
+from navigation.tunnel_features import WallHeadingConfig, wall_heading
 
 FloatArray = NDArray[np.float64]
 SKY_LANDMARKS = (LandmarkKind.MANHOLE, LandmarkKind.SHAFT)
@@ -57,6 +61,20 @@ class PipelineConfig:
     loop_closure: bool = True
     """Register scans against earlier keyframes when back near them (not in pipes: a pipe
     looks the same everywhere along its axis)."""
+    wall_heading: bool = True
+    """In a tunnel, the direction of the gallery's walls in each key pose's scan (3D) against
+    the nearest axis's direction is an absolute heading measurement."""
+    wall_heading_max_turn_rad: float = 0.02
+    """Not from a scan that turned more than this (a sweep bent by a fast turn)."""
+    wall_heading_min_fitness: float = 0.5
+    """Not from a scan lidar odometry registered poorly (its deskewing motion is doubtful)."""
+    wall_heading_max_axis_gap_m: float = 3.0
+    """Only within this distance of an axis (inside its gallery)."""
+    walls: WallHeadingConfig = field(default_factory=WallHeadingConfig)
+    wall_lidar_turn_sigma_rad_per_rad: float = 0.5
+    """Where the walls give the heading, lidar odometry's turns are not taken at face value:
+    rotation noise per radian a scan turned (``FusionConfig.lidar_turn_sigma_rad_per_rad``,
+    when that is left None)."""
 
 
 @dataclass(frozen=True)
@@ -211,11 +229,19 @@ class LocalizationPipeline:
         self.T_base_lidar = np.asarray(T_base_lidar, dtype=np.float64)
         self.config = config or PipelineConfig()
         self.lidar_odometry = LidarOdometry(lidar)
+        self._walls = (self.config.wall_heading and site.site_type is SiteType.TUNNEL
+                       and not self.lidar_odometry.config.planar)
+        fusion = fusion or FusionConfig()
+        if self._walls and fusion.lidar_turn_sigma_rad_per_rad is None:
+            fusion = replace(fusion, lidar_turn_sigma_rad_per_rad=(
+                self.config.wall_lidar_turn_sigma_rad_per_rad))
         self.localizer = FusedLocalizer(site, fusion)
         self.predictor = MotionPredictor(self.T_base_lidar)
         self.sky_landmarks = SkyLandmarks(site, self.config)
         self._scans = 0
         self.last_lidar: LidarOdometryResult | None = None
+        self.wall_headings = 0
+        """Heading measurements from the walls handed to the smoother."""
         self.loop_closer = (LoopCloser(self.T_base_lidar, loop_closure, lidar)
                             if self.config.loop_closure and site.site_type is not SiteType.PIPE
                             and not self.lidar_odometry.config.planar else None)
@@ -247,17 +273,21 @@ class LocalizationPipeline:
             self.localizer.add_axis_offset(scan.stamp_ns, cfg.pipe_axis_sigma_lateral_m,
                                            cfg.pipe_axis_sigma_vertical_m,
                                            cfg.pipe_axis_vertical_offset_m)
-        if self.loop_closer is not None and isinstance(scan, LidarScan3D):
-            self._close_loops(scan, result)
+        # At a key pose's scan: the walls' direction, loop closure
+        key = self.localizer.key_at(scan.stamp_ns)
+        if (isinstance(scan, LidarScan3D) and key is not None and self.last_lidar is not None
+                and (self.loop_closer is not None or self._walls)):
+            points_base = self._key_scan_points(scan, result)
+            if self._walls:
+                self._observe_walls(scan.stamp_ns, key, result, points_base)
+            if self.loop_closer is not None:
+                self._close_loops(key, points_base)
         self.last_lidar = result
         return result
 
-    def _close_loops(self, scan: LidarScan3D, result: LidarOdometryResult) -> None:
-        """At a key pose's scan: keep a keyframe, and try to close a loop."""
-        closer, localizer = self.loop_closer, self.localizer
-        key = localizer.key_at(scan.stamp_ns)
-        if closer is None or key is None or self.last_lidar is None:
-            return
+    def _key_scan_points(self, scan: LidarScan3D, result: LidarOdometryResult) -> FloatArray:
+        """The scan deskewed by its registered motion, in base_link at its stamp."""
+        assert self.last_lidar is not None
         points = np.asarray(scan.points_m, dtype=np.float64)
         offsets = (np.zeros(len(points)) if scan.point_time_offsets_s is None
                    else np.asarray(scan.point_time_offsets_s, dtype=np.float64))
@@ -265,7 +295,34 @@ class LocalizationPipeline:
             valid = np.isfinite(points).all(axis=1) & (np.linalg.norm(points, axis=1) > 0.3)
         dt_s = (scan.stamp_ns - self.last_lidar.stamp_ns) * 1e-9
         points = deskew(points[valid], offsets[valid], result.T_prev_curr, dt_s)
-        points_base = points @ self.T_base_lidar[:3, :3].T + self.T_base_lidar[:3, 3]
+        points_base: FloatArray = points @ self.T_base_lidar[:3, :3].T + self.T_base_lidar[:3, 3]
+        return points_base
+
+    def _observe_walls(self, stamp_ns: int, key: int, result: LidarOdometryResult,
+                       points_base: FloatArray) -> None:
+        """The gallery's walls in the key's scan: an absolute heading for the smoother."""
+        cfg = self.config
+        turned = float(np.linalg.norm(so3_log(result.T_prev_curr[:3, :3])))
+        if turned > cfg.wall_heading_max_turn_rad or result.fitness < cfg.wall_heading_min_fitness:
+            return
+        T_site_key = self.localizer.key_poses([key])[key]
+        axis, where = self.site.locate(T_site_key[:3, 3])
+        if where.gap_m > cfg.wall_heading_max_axis_gap_m:
+            return
+        _, direction = axis.chainage_and_direction(T_site_key[:3, 3])
+        if math.hypot(direction[0], direction[1]) < 0.5:
+            return  # a steep axis (a shaft): its walls give no heading
+        heading = wall_heading(points_base, T_site_key[:3, :3],
+                               math.atan2(direction[1], direction[0]), cfg.walls)
+        if heading is not None:
+            self.localizer.add_heading(stamp_ns, heading.yaw_rad, heading.sigma_rad)
+            self.wall_headings += 1
+
+    def _close_loops(self, key: int, points_base: FloatArray) -> None:
+        """At a key pose's scan: keep a keyframe, and try to close a loop."""
+        closer, localizer = self.loop_closer, self.localizer
+        if closer is None:
+            return
         T_site_key = localizer.key_poses([key])[key]
         closure = closer.on_key_scan(key, points_base, T_site_key, localizer.key_poses)
         if closure is not None:

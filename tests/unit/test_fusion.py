@@ -22,12 +22,13 @@ from navigation.fusion import (
     RobustKernel,
     S,
     X,
+    heading_error,
     lidar_information_in_base,
     scaled_odometry_error,
     tether_error,
 )
 from navigation.geodesy import GeodeticOrigin, SiteFrame
-from navigation.localization import LocalizationPipeline, MotionPredictor
+from navigation.localization import LocalizationPipeline, MotionPredictor, PipelineConfig
 from navigation.records import (
     FixSource,
     LidarOdometryResult,
@@ -474,6 +475,7 @@ def test_custom_factor_jacobians_match_finite_differences() -> None:
     cases = [
         (scaled_odometry_error(increment), [X(0), X(1), K(1)]),
         (tether_error(axis, -0.5, 1.9, np.array([0.2, -0.1, 0.05])), [X(1), S(1)]),
+        (heading_error(0.3, gtsam.Rot3.RzRyRx(0.05, -0.1, 0.4).matrix()), [X(1)]),
     ]
     for error, keys in cases:
         factor = gtsam.CustomFactor(gtsam.noiseModel.Unit.Create(1), keys, error)
@@ -610,3 +612,155 @@ def test_motion_predictor_rescales_the_turn_and_keeps_lidar_rates_out_of_pipes()
     predictor.observe(LidarOdometryResult(30 * NS // 10, np.eye(4), _planar(0, 0, 0.5),
                                           np.eye(6), np.eye(6)[5:], 0.9))
     assert predictor.turn_ratio == ratio
+
+
+# --- a gallery's walls: absolute heading ------------------------------------------------------
+
+
+def test_heading_measurements_hold_a_wrong_turn_off() -> None:
+    # The estimate's heading is 10 degrees off after a turn lidar got wrong (modelled as a
+    # wrong start heading): without an absolute heading, the crawler's 40 m down the gallery
+    # walk the estimate 7 m sideways; the walls' direction every 0.5 s holds it.
+    drive = Drive(speed_mps=0.8, duration_s=50.0)
+    wrong = np.eye(4)
+    wrong[:3, :3] = gtsam.Rot3.Yaw(math.radians(10.0)).matrix()
+    finals = {}
+    for with_heading in (False, True):
+        loc = FusedLocalizer(_site())
+        loc.initialize(wrong, 0, np.diag([0.01**2] * 3 + [0.001**2, 0.001**2, 0.3**2]))
+        headings: list[Event] = [(s, 5, partial(loc.add_heading, s, 0.0, math.radians(0.5)))
+                                 for s in drive.stamps_ns(2.0)] if with_heading else []
+        _run(_wheel_events(loc, drive) + headings)
+        T = loc.estimate().T_site_base
+        finals[with_heading] = (abs(math.degrees(math.atan2(T[1, 0], T[0, 0]))), abs(T[1, 3]))
+    assert finals[False][0] > 9.0 and finals[False][1] > 6.0
+    assert finals[True][0] < 0.2 and finals[True][1] < 1.0  # sideways: the start's, once
+    smoothed = loc.smooth()
+    assert max(abs(T[1, 3]) for _, T in smoothed) < 0.05  # smoothing takes it back too
+
+
+def _confidently_wrong_turn(kernel: RobustKernel) -> float:
+    """Lidar odometry (confident: 0.02 degree per scan) reports a 15-degree turn that did not
+    happen at t = 5 s (a pivot it got wrong; the wheels, over-reading turns, say little
+    about yaw), then the walls give the true heading (0) at 2 Hz for 40 s. Returns the
+    final heading error, degrees."""
+    drive = Drive(speed_mps=0.8, duration_s=45.0)
+    loc = _localizer(config=FusionConfig(heading_kernel=kernel, wheel_yaw_sigma_rad_per_m=0.5))
+    information = np.diag([1e4, 1e4, 1e4] + [math.radians(0.02) ** -2] * 3)
+    lidar = _lidar_events(loc, drive, information=information)
+    for n, (stamp, order, deliver) in enumerate(lidar):
+        if stamp == 5 * NS and isinstance(deliver, partial):
+            result = deliver.args[0]
+            turned = result.T_prev_curr @ _planar(0.0, 0.0, math.radians(15.0))
+            lidar[n] = (stamp, order, partial(loc.add_lidar_odometry,
+                                              replace(result, T_prev_curr=turned), T_BASE_LIDAR))
+    headings: list[Event] = [(s, 5, partial(loc.add_heading, s, 0.0, math.radians(0.5)))
+                             for s in drive.stamps_ns(2.0) if s > 6 * NS]
+    _run(_wheel_events(loc, drive) + lidar + headings)
+    T = loc.estimate().T_site_base  # online (iSAM2), what the crew and the planner see
+    return abs(math.degrees(math.atan2(T[1, 0], T[0, 0])))
+
+
+def test_heading_beats_a_confidently_wrong_lidar_turn_with_huber_not_cauchy() -> None:
+    assert _confidently_wrong_turn(RobustKernel.CAUCHY) > 5.0  # 30 sigmas: all "outliers"
+    assert _confidently_wrong_turn(RobustKernel.HUBER) < 0.5
+
+
+def _pivot_then_gallery(turn_sigma: float | None) -> tuple[float, float]:
+    """A U-turn in place (pi in 4 s) that lidar odometry over-reads by 10 % at 0.004 degrees
+    claimed per scan (as at the branch end of the utility tunnel), the encoders by 17 %; then
+    30 s down the gallery with the walls' heading at 2 Hz. Returns the final heading errors
+    (degrees) of the online estimate and of the smoothed trajectory."""
+    def truth(t_s: float) -> FloatArray:
+        if t_s < 4.0:
+            return _planar(0.0, 0.0, math.pi / 4.0 * t_s)
+        return _planar(-0.8 * (t_s - 4.0), 0.0, math.pi)
+
+    loc = _localizer(config=FusionConfig(lidar_turn_sigma_rad_per_rad=turn_sigma))
+    events: list[Event] = []
+    T_odom = np.eye(4)
+    for i in range(1, 34 * 50 + 1):  # encoders at 50 Hz
+        t = i / 50.0
+        step = np.linalg.inv(truth(t - 0.02)) @ truth(t)
+        T_odom = T_odom @ _planar(step[0, 3], step[1, 3],
+                                  1.17 * math.atan2(step[1, 0], step[0, 0]))
+        events.append((round(t * NS), 0,
+                       partial(loc.add_wheel_odometry, OdometrySample(round(t * NS),
+                                                                      T_odom.copy()))))
+    information = np.diag([1e6] * 3 + [math.radians(0.004) ** -2] * 3)
+    for i in range(1, 34 * 10 + 1):  # lidar at 10 Hz
+        t = i / 10.0
+        step = (np.linalg.inv(truth(t - 0.1) @ T_BASE_LIDAR) @ truth(t) @ T_BASE_LIDAR)
+        yaw = math.atan2(step[1, 0], step[0, 0])
+        step[:2, :2] = _planar(0.0, 0.0, 1.1 * yaw)[:2, :2]  # the over-read turn
+        result = LidarOdometryResult(round(t * NS), np.eye(4), step, information,
+                                     np.zeros((0, 6)), 0.6)
+        events.append((round(t * NS), 1, partial(loc.add_lidar_odometry, result, T_BASE_LIDAR)))
+    events += [(round(t * NS), 5, partial(loc.add_heading, round(t * NS), math.pi,
+                                          math.radians(0.5)))
+               for t in np.arange(4.5, 34.0, 0.5)]
+    _run(events)
+
+    def error(T: FloatArray) -> float:
+        return abs(math.degrees(math.remainder(math.atan2(T[1, 0], T[0, 0]) - math.pi,
+                                               math.tau)))
+
+    return error(loc.estimate().T_site_base), error(loc.smooth()[-1][1])
+
+
+def test_lidar_turns_loosened_where_the_walls_give_the_heading() -> None:
+    online, smoothed = _pivot_then_gallery(None)  # the Hessian at face value
+    assert online > 5.0 and smoothed > 5.0  # the over-read U-turn holds against the walls
+    online, smoothed = _pivot_then_gallery(0.5)
+    assert online < 0.3 and smoothed < 0.3
+
+
+def _gallery_caster(origins: FloatArray, directions: FloatArray) -> FloatArray:
+    """Ranges to the walls, floor, ceiling and end walls of a 3.2 m x 3.5 m gallery along x."""
+    low, high = np.array([-5.0, -1.6, 0.0]), np.array([80.0, 1.6, 3.5])
+    with np.errstate(divide="ignore"):
+        t_hi = (high - origins) / directions
+        t_lo = (low - origins) / directions
+    t = np.minimum(np.where(t_hi > 0, t_hi, np.inf), np.where(t_lo > 0, t_lo, np.inf))
+    ranges: FloatArray = t.min(axis=1)
+    return ranges
+
+
+def _gallery_drive(wall_heading: bool) -> tuple[LocalizationPipeline, FloatArray]:
+    """The pipeline in a tunnel gallery, its start heading 8 degrees off (a crew's guess):
+    6 s down the gallery at 1 m/s; returns the pipeline and the true final pose."""
+    site = Site("gallery", SiteType.TUNNEL, ORIGIN,
+                (Axis("main", ((0.0, 0.0, 0.0), (80.0, 0.0, 0.0))),))
+    T_base_lidar = np.array([[1.0, 0, 0, 0.12], [0, 1, 0, 0], [0, 0, 1, 0.39], [0, 0, 0, 1]])
+    pipeline = LocalizationPipeline(site, T_base_lidar,
+                                    config=PipelineConfig(wall_heading=wall_heading))
+    T_guess = _planar(2.0, 0.0, math.radians(8.0))
+    pipeline.initialize(T_guess, 0, np.diag([0.05**2] * 3 + [0.01**2, 0.01**2, 0.2**2]))
+    T_previous = _planar(2.0, 0.0, 0.0)
+    for i in range(1, 61):
+        stamp = i * NS // 10
+        for k in range(1, 6):  # 50 Hz encoders
+            pipeline.on_odometry(OdometrySample(stamp - NS // 10 + k * NS // 50,
+                                                _planar((i - 1) * 0.1 + k * 0.02, 0.0, 0.0)))
+        T_true = _planar(2.0 + 0.1 * i, 0.0, 0.0)
+        points, offsets = spin(_gallery_caster, T_true @ T_base_lidar,
+                               T_previous @ T_base_lidar)
+        pipeline.on_scan(LidarScan3D(stamp, points.astype(np.float32),
+                                     offsets.astype(np.float32)))
+        T_previous = T_true
+    return pipeline, T_true
+
+
+def test_gallery_walls_correct_a_wrong_start_heading_in_the_pipeline() -> None:
+    held, T_true = _gallery_drive(wall_heading=True)
+    free, _ = _gallery_drive(wall_heading=False)
+    assert held.wall_headings > 10 and free.wall_headings == 0
+    yaw_errors = {}
+    for name, pipeline in (("held", held), ("free", free)):
+        T = pipeline.localizer.smooth()[-1][1]
+        yaw_errors[name] = abs(math.degrees(math.atan2(T[1, 0], T[0, 0])))
+        if name == "held":
+            assert abs(T[1, 3] - T_true[1, 3]) < 0.05  # not walked sideways
+            assert abs(T[0, 3] - T_true[0, 3]) < 0.2  # along: the wheels' (lidar is blind)
+    assert yaw_errors["free"] > 7.0  # lidar and wheels only know heading changes
+    assert yaw_errors["held"] < 0.3
