@@ -295,7 +295,8 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
     from perception.training import DEFAULT_MODEL_YAML, TrainSettings, train_detector
 
     settings = TrainSettings(epochs=args.epochs, image_size_px=args.imgsz,
-                             export_size_px=args.export_imgsz, batch=args.batch, seed=args.seed)
+                             export_size_px=args.export_imgsz, batch=args.batch, seed=args.seed,
+                             close_mosaic=args.close_mosaic)
     command = "crawler " + " ".join(sys.argv[1:])
     result = train_detector(Path(args.data), Path(args.out), settings,
                             Path(args.model) if args.model else DEFAULT_MODEL_YAML,
@@ -435,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     detector.add_argument("--export-imgsz", type=int, default=640, help="ONNX input size")
     detector.add_argument("--batch", type=int, default=16)
     detector.add_argument("--seed", type=int, default=0)
+    detector.add_argument("--close-mosaic", type=int, default=5,
+                          help="last epochs trained without mosaic augmentation")
     detector.set_defaults(func=cmd_train_detector)
 
     demo = sub.add_parser("demo", help="drive the crawler through the simulated sewer")
