@@ -11,9 +11,11 @@ folder written as it goes), in one process on this machine's cores. Per mission:
   ground truth, matched as ``benchmarks.perception.score_findings`` does (same class, start
   within 0.3 m), over the defects the robot drove past; None where no findings are made
   (tunnels: the defect mapper places findings on a pipe wall model only);
-- ``distance_error_m``: |estimated - true| chainage where the outbound drive ended (at the end
-  manhole for the sewer);
-- ``wall_time_s``, ``sim_time_s``: the mission's wall-clock and simulated durations.
+- ``distance_error_m``: |estimated - true| chainage (horizontal) where the outbound drive
+  ended (at the end manhole for the sewer); ``position_error_m`` the 3D position error there;
+- ``wall_time_s``, ``sim_time_s``: the mission's wall-clock and simulated durations;
+  ``cpu_time_s`` the CPU time the process used (on a machine shared with other work the wall
+  time exceeds it).
 
 ``quick`` cuts each mission to its first 20 m (then back), for a smoke run.
 """
@@ -71,7 +73,10 @@ def run_mission(name: str, plan_path: Path, quick: bool, say: Callable[[str], No
         "finding_recall": None, "false_findings_per_100m": None,
         "distance_error_m": (None if result.distance_error_m is None
                              else round(result.distance_error_m, 3)),
+        "position_error_m": (None if result.position_error_m is None
+                             else round(result.position_error_m, 3)),
         "wall_time_s": round(result.wall_time_s, 1), "sim_time_s": round(result.sim_time_s, 1),
+        "cpu_time_s": round(result.cpu_time_s, 1),
         "outbound_m": round(result.outbound_m, 1),
         "distance_done_m": round(result.distance_done_m, 1),
         "findings": result.findings, "timing_s": result.timing_s,

@@ -9,16 +9,15 @@ supervisor (inside the ``MissionExecutor``) sees battery, gas, tether and e-stop
 model and the localization's uncertainty; the ``MissionFolder`` is written as it goes.
 
 Processing rates (chosen so the 120 m sewer mission, there and back, runs in minutes on two
-cores; all in ``RunConfig``): the sim renders the camera at ``camera_rate_hz`` (2.5 Hz: at
-0.15 m/s a frame every 6 cm, denser than the perception benchmark's 10 cm) and the detector
+cores; all in ``RunConfig``): the sim renders the camera at ``camera_rate_hz`` (2 Hz: at
+0.15 m/s a frame every 7.5 cm, denser than the perception benchmark's 10 cm) and the detector
 runs on a frame only when the robot moved ``detect_spacing_m`` since the last one (so not
 while it stands for photos and pauses); no camera on the way back (the inspection is done;
 the lidar still localizes); 1 Hz for the recording only where nothing is inspected. The
-lidar runs at ``lidar_rate_hz`` (5 Hz, a scan every 3 cm at 0.15 m/s; the world's sensor
-says 10 Hz); every scan feeds localization, every ``mapper_every_n_scans``-th one the defect
-mapper's cloud, every ``map_every_n_scans``-th one the occupancy map and the point cloud
-written at the end. Recorded: ``/odom/wheel`` and
-``/imu`` at 10 Hz, ``/localization/pose`` at 10 Hz, ``/points`` (every ``point_stride``-th
+lidar runs at the world's rate (10 Hz; ``lidar_rate_hz``); every scan feeds localization,
+every ``mapper_every_n_scans``-th one (2.5 Hz) the defect mapper's cloud, every
+``map_every_n_scans``-th one the occupancy map and the point cloud written at the end.
+Recorded: ``/odom/wheel`` and ``/imu`` at 10 Hz, ``/localization/pose`` at 10 Hz, ``/points`` (every ``point_stride``-th
 point) and the JPEG camera frame once per ``record_period_s`` of simulated time,
 ``/defects/findings`` per finding, ``/mission/status`` at 1 Hz.
 
@@ -64,6 +63,7 @@ from navigation.mission.folder import MissionFolder, encode_jpeg
 from navigation.mission.plan import WORLD_PREFIX, MissionPlan, PipeAsset, load_plan, load_plan_site
 from navigation.mission.safety import GasReadings
 from navigation.occupancy import OccupancyGrid
+from navigation.path import Polyline
 from navigation.records import FixSource, LidarScan3D, OdometrySample, PositionFix
 from navigation.site import Site
 from navigation.wheel_odometry import WheelOdometry
@@ -100,13 +100,13 @@ class RunConfig:
     control_period_s: float = 0.1
     odometry_period_s: float = 0.02
     tether_period_s: float = 0.1
-    camera_rate_hz: float = 2.5
+    camera_rate_hz: float = 2.0
     detect_spacing_m: float = 0.04
     camera_on_return: bool = False
-    lidar_rate_hz: float | None = 5.0
-    """None: the world's lidar rate (10 Hz); at 0.15 m/s 5 Hz is a scan every 3 cm."""
-    mapper_every_n_scans: int = 2
-    map_every_n_scans: int = 15
+    lidar_rate_hz: float | None = None
+    """None: the world's lidar rate (10 Hz)."""
+    mapper_every_n_scans: int = 4
+    map_every_n_scans: int = 30
     """Occupancy map and point cloud (the end products) from every n-th scan."""
     record_period_s: float = 1.0
     record_pose_period_s: float = 0.1
@@ -164,6 +164,9 @@ class MissionResult:
     distance_done_m: float
     sim_time_s: float
     wall_time_s: float
+    cpu_time_s: float
+    """CPU time of this process (all threads): the wall time on an otherwise idle machine is
+    about this, less what threads ran in parallel."""
     findings: int
     segment: SegmentMap | None
     truth_defects: tuple[PipeDefect, ...]
@@ -172,6 +175,8 @@ class MissionResult:
     """How far along the route the robot got."""
     distance_error_m: float | None
     """|estimated - true| chainage where the outbound drive ended (the end manhole)."""
+    position_error_m: float | None
+    """|estimated - true| position (3D) there."""
     timing_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -296,6 +301,7 @@ class _Mission:
         self.output: ExecutorOutput | None = None
         self.outbound_m = 0.0
         self.distance_error_m: float | None = None
+        self.position_error_m: float | None = None
         self.returning = False
         self._due_ns: dict[str, int] = {}
 
@@ -475,11 +481,18 @@ class _Mission:
             self.sim.camera = None  # nothing more to inspect: no more rendering
 
     def _chainage_error(self, T_site_base: FloatArray) -> float | None:
+        """|estimated - true| chainage (horizontal projection onto the route's first axis);
+        also keeps the 3D position error."""
+        true_m = self.sim.T_world_base()[:3, 3]
+        self.position_error_m = float(np.linalg.norm(T_site_base[:3, 3] - true_m))
         axis = self.axis or (self.site.axes[0] if self.site.axes else None)
         if axis is None:
             return None
-        estimated = axis.project(T_site_base[:3, 3]).distance_m
-        true = axis.project(self.sim.T_world_base()[:3, 3]).distance_m
+        flat = np.asarray(axis.waypoints_m, dtype=np.float64).copy()
+        flat[:, 2] = 0.0
+        line = Polyline(flat)
+        estimated = line.project((T_site_base[0, 3], T_site_base[1, 3], 0.0)).distance_m
+        true = line.project((true_m[0], true_m[1], 0.0)).distance_m
         return abs(estimated - true)
 
     def _photo(self, request: PhotoRequest) -> None:
@@ -611,7 +624,7 @@ def run_simulated_mission(plan_path: str | Path, out_dir: str | Path, world: str
     world_name = plan_world(plan, world)
     site = load_plan_site(plan)
     folder = MissionFolder.create(out_dir, plan, world=world_name)
-    wall0 = time.perf_counter()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     state = "aborted"
     reason: str | None = "the runner failed"
     mission: _Mission | None = None
@@ -650,9 +663,10 @@ def run_simulated_mission(plan_path: str | Path, out_dir: str | Path, world: str
         folder=Path(out_dir), state=state, reason=reason, world=world_name,
         distance_done_m=out.status.distance_done_m if out else 0.0,
         sim_time_s=sim.now_ns / _NS, wall_time_s=time.perf_counter() - wall0,
+        cpu_time_s=time.process_time() - cpu0,
         findings=len(segment.findings) if segment is not None else len(mission.findings),
         segment=segment, truth_defects=truth, outbound_m=mission.outbound_m,
-        distance_error_m=mission.distance_error_m,
+        distance_error_m=mission.distance_error_m, position_error_m=mission.position_error_m,
         timing_s={k: round(v, 2) for k, v in mission.timing.items()}
         | {"lidar_sim": round(sim.timing_s["lidar"], 2),
            "camera_sim": round(sim.timing_s["camera"], 2),
@@ -666,8 +680,11 @@ def result_summary(result: MissionResult) -> dict[str, Any]:
             "outbound_m": round(result.outbound_m, 2), "findings": result.findings,
             "sim_time_s": round(result.sim_time_s, 1),
             "wall_time_s": round(result.wall_time_s, 1),
+            "cpu_time_s": round(result.cpu_time_s, 1),
             "distance_error_m": None if result.distance_error_m is None
-            else round(result.distance_error_m, 3), "timing_s": result.timing_s}
+            else round(result.distance_error_m, 3),
+            "position_error_m": None if result.position_error_m is None
+            else round(result.position_error_m, 3), "timing_s": result.timing_s}
 
 
 def main_json(result: MissionResult) -> str:
