@@ -65,11 +65,14 @@ class PipelineConfig:
     """In a tunnel, the direction of the gallery's walls in each key pose's scan (3D) against
     the nearest axis's direction is an absolute heading measurement."""
     wall_heading_max_turn_rad: float = 0.02
-    """Not from a scan that turned more than this (a sweep bent by a fast turn)."""
+    """Not from a scan that turned more than this, by lidar or by the wheels (a sweep bent
+    by a fast turn; lidar odometry may have missed it)."""
     wall_heading_min_fitness: float = 0.5
     """Not from a scan lidar odometry registered poorly (its deskewing motion is doubtful)."""
     wall_heading_max_axis_gap_m: float = 3.0
-    """Only within this distance of an axis (inside its gallery)."""
+    """Only within this distance of an axis (inside its gallery), and not where a second
+    axis is that close too (a junction: both galleries' walls are in view, 90 degrees apart,
+    and an estimate lagging a turn would pick the wrong family)."""
     walls: WallHeadingConfig = field(default_factory=WallHeadingConfig)
     wall_lidar_turn_sigma_rad_per_rad: float = 0.5
     """Where the walls give the heading, lidar odometry's turns are not taken at face value:
@@ -119,6 +122,8 @@ class MotionPredictor:
         self._last_stamp_ns: int | None = None
         self._pending_turn_rad: float | None = None
         """The wheels' yaw over the interval of the last guess (awaiting the lidar's)."""
+        self.last_wheel_turn_rad: float | None = None
+        """The wheels' yaw over the interval of the last guess (None: no odometry)."""
         self.max_gap_ns = round(self.config.max_gap_s * 1e9)
         self._lidar_stamp_ns: int | None = None
         self._lidar_rate: FloatArray | None = None
@@ -169,11 +174,12 @@ class MotionPredictor:
         """Lidar motion from the previous call's time to ``stamp_ns`` (None: no odometry)."""
         T_odom_base = self._odometry_at(stamp_ns)
         guess = None
-        self._pending_turn_rad = None
+        self._pending_turn_rad = self.last_wheel_turn_rad = None
         last_ns, self._last_stamp_ns = self._last_stamp_ns, stamp_ns
         if T_odom_base is not None and self._last_scan_odometry is not None:
             wheel = twist(np.linalg.inv(self._last_scan_odometry) @ T_odom_base)
             self._pending_turn_rad = float(wheel[5])
+            self.last_wheel_turn_rad = float(wheel[5])
             motion = wheel.copy()
             motion[3:] *= self.turn_ratio  # the encoders' turn, rescaled
             if (self._lidar_rate is not None and last_ns is not None
@@ -302,14 +308,18 @@ class LocalizationPipeline:
                        points_base: FloatArray) -> None:
         """The gallery's walls in the key's scan: an absolute heading for the smoother."""
         cfg = self.config
-        turned = float(np.linalg.norm(so3_log(result.T_prev_curr[:3, :3])))
+        turned = max(float(np.linalg.norm(so3_log(result.T_prev_curr[:3, :3]))),
+                     abs(self.predictor.last_wheel_turn_rad or 0.0))
         if turned > cfg.wall_heading_max_turn_rad or result.fitness < cfg.wall_heading_min_fitness:
             return
         T_site_key = self.localizer.key_poses([key])[key]
-        axis, where = self.site.locate(T_site_key[:3, 3])
-        if where.gap_m > cfg.wall_heading_max_axis_gap_m:
-            return
-        _, direction = axis.chainage_and_direction(T_site_key[:3, 3])
+        position = T_site_key[:3, 3]
+        near = sorted((a.project(position).gap_m, i) for i, a in enumerate(self.site.axes))
+        if near[0][0] > cfg.wall_heading_max_axis_gap_m or (
+                len(near) > 1 and near[1][0] <= cfg.wall_heading_max_axis_gap_m):
+            return  # outside every gallery, or at a junction
+        axis = self.site.axes[near[0][1]]
+        _, direction = axis.chainage_and_direction(position)
         if math.hypot(direction[0], direction[1]) < 0.5:
             return  # a steep axis (a shaft): its walls give no heading
         heading = wall_heading(points_base, T_site_key[:3, :3],

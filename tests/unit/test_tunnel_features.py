@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from navigation.geodesy import GeodeticOrigin
+from navigation.localization import LocalizationPipeline
+from navigation.records import LidarOdometryResult
+from navigation.site import Axis, Site, SiteType
 from navigation.tunnel_features import wall_direction, wall_heading, wrap_half_turn, yaw_of
 
 FloatArray = NDArray[np.float64]
@@ -102,3 +106,25 @@ def test_angle_helpers() -> None:
     assert wrap_half_turn(math.radians(100.0)) == pytest.approx(math.radians(-80.0))
     assert wrap_half_turn(math.radians(-90.0)) == pytest.approx(math.radians(-90.0))
     assert yaw_of(_rotation(0.1, -0.2, 2.5)) == pytest.approx(2.5)
+
+
+def test_the_pipeline_takes_no_wall_heading_at_a_junction() -> None:
+    # A T junction: the branch's axis starts on the main gallery's centreline. There both
+    # galleries' walls are in view, 90 degrees apart: an estimate lagging a turn would take
+    # the wrong family (in the simulated tunnel: a heading 90 degrees off, then divergence).
+    site = Site("T", SiteType.TUNNEL, GeodeticOrigin(22.5, 114.0, 2.0, 90.0),
+                (Axis("main", ((0.0, 0.0, 0.0), (100.0, 0.0, 0.0))),
+                 Axis("branch", ((50.0, 0.0, 0.0), (50.0, -1.6, 0.0), (50.0, -30.0, 0.0)))))
+    rng = np.random.default_rng(6)
+    scan = _in_base(_gallery_points(rng), np.eye(3), np.zeros(3))  # main gallery's walls
+    still = LidarOdometryResult(0, np.eye(4), np.eye(4), np.eye(6), np.zeros((0, 6)), 0.9)
+    counts = []
+    for x in (50.5, 60.0):  # at the junction, 10 m past it
+        pipeline = LocalizationPipeline(site, np.eye(4))
+        start = np.eye(4)
+        start[0, 3] = x
+        pipeline.initialize(start, 0)
+        pipeline._observe_walls(0, 0, still, scan)
+        counts.append(pipeline.wall_headings)
+    assert counts == [0, 1]
+
