@@ -46,7 +46,9 @@ FloatArray = NDArray[np.float64]
 LIDAR_CODES = frozenset({"BX", "CK", "TJ", "CJ"})
 # Camera classes whose size the lidar sees as something intruding into the bore.
 INTRUDING_CODES = frozenset({"SG", "ZW", "AJ", "CQ", "CR"})
+CAMERA_CONFIRMED_CODES = frozenset({INTRUSION, "TJ"})  # lidar alone does not report these
 JOIN_GAP_M = 0.6  # a camera finding and a lidar defect this close along the pipe are one
+DUPLICATE_GAP_M = 0.5  # camera findings of one class this close are one defect seen twice
 END_MARGIN_M = 0.5  # lidar-only findings this close to a manhole are its wall, not a defect
 
 
@@ -138,7 +140,8 @@ class DefectMapper:
         """Close all tracks, measure, join, grade and evaluate the segment."""
         self.camera_findings.extend(self.tracker.flush())
         lidar = self._lidar_defects()
-        findings, ungraded = self._join_and_grade(self.camera_findings, lidar, segment_length_m)
+        camera = merge_duplicates(self.camera_findings, DUPLICATE_GAP_M)
+        findings, ungraded = self._join_and_grade(camera, lidar, segment_length_m)
         # The segment runs from 0 to its length; findings in the manholes are not scored
         records = [_clipped(f.record(), segment_length_m) for f in findings
                    if f.score is not None]
@@ -180,9 +183,12 @@ class DefectMapper:
                 else:
                     finding = replace(finding, source="camera+lidar")
             self._grade_into(finding, measured, graded, ungraded)
-        # Lidar-only ring defects (BX never shows in the camera; others the camera missed)
+        # Lidar-only ring defects (BX never shows in the camera; others the camera missed).
+        # An open joint (TJ) needs the camera too: pose errors and deposits also open the
+        # ring's outline where the lidar looks through it.
         for index, defect in enumerate(lidar):
-            if index in used or defect.code == INTRUSION or not self._inside(defect, length_m):
+            if (index in used or defect.code in CAMERA_CONFIRMED_CODES
+                    or not self._inside(defect, length_m)):
                 continue
             finding = _lidar_finding(defect, self.pipe, len(graded) + 1)
             self._grade_into(finding, dict(defect.measured), graded, ungraded)
@@ -236,6 +242,26 @@ class DefectMapper:
         basis = f"{finding.source}: {result.quantity}={result.value:.3g}"
         graded.append(GradedFinding(replace(finding, measured=measured), result.grade,
                                     result.score, basis, measured, result.unverified))
+
+
+def merge_duplicates(findings: Sequence[Finding], gap_m: float) -> list[Finding]:
+    """One finding per defect: a track that lost and regained a defect made two findings of
+    one class whose extents overlap or nearly touch; keep the one seen in more frames, spanning
+    both (clock positions are not compared: the two views placed the same defect)."""
+    merged: list[Finding] = []
+    for finding in sorted(findings, key=lambda f: (f.code, f.start_m)):
+        last = merged[-1] if merged else None
+        if (last is None or last.code != finding.code
+                or finding.start_m - last.end_m > gap_m):
+            merged.append(finding)
+            continue
+        keep = last if last.frames >= finding.frames else finding
+        merged[-1] = replace(keep, start_m=min(last.start_m, finding.start_m),
+                             end_m=max(last.end_m, finding.end_m),
+                             frames=last.frames + finding.frames,
+                             first_stamp_ns=min(last.first_stamp_ns, finding.first_stamp_ns),
+                             last_stamp_ns=max(last.last_stamp_ns, finding.last_stamp_ns))
+    return sorted(merged, key=lambda f: f.start_m)
 
 
 def _clipped(record: DefectRecord, length_m: float) -> DefectRecord | None:

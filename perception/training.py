@@ -92,6 +92,8 @@ def train_detector(data_yaml: Path, out_dir: Path, settings: TrainSettings | Non
             deterministic=True, pretrained=False, amp=False, plots=False, exist_ok=True,
             project=str(out_dir.resolve()), name="run", patience=settings.patience,
             fliplr=settings.fliplr, mosaic=settings.mosaic, close_mosaic=settings.close_mosaic,
+            # No warm-up when fine-tuning: its bias learning rate (0.1) wrecks trained weights
+            warmup_epochs=0.0 if init_weights is not None else 3.0,
             verbose=False,
         )
     except (RuntimeError, ValueError, FileNotFoundError) as err:

@@ -110,3 +110,16 @@ def test_a_joint_the_camera_flags_but_the_lidar_measured_sound_is_rejected(
     assert [f.finding.code for f in segment.findings] == ["CK"]
     assert segment.findings[0].finding.start_m > 29.0
     assert any("rejected" in line and "10." in line for line in segment.ungraded)
+
+
+def test_an_open_joint_needs_the_camera_and_twice_seen_defects_are_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lidar = [GeometricDefect("TJ", 50.0, 50.05, {"gap_mm": 40.0}, 3.0)]  # lidar alone: not enough
+    mapper = mapper_with_lidar(monkeypatch, lidar)
+    see(mapper, "SL", 60.0, 60.5, 3.0, 1.0)
+    see(mapper, "SL", 60.3, 60.8, 3.0, 1.0)  # the same leak, its track lost and found again
+    segment = mapper.finish(SiteFactors(dn_mm=1000), LENGTH_M)
+    assert [f.finding.code for f in segment.findings] == ["SL"]
+    (leak,) = segment.findings
+    assert leak.finding.start_m == pytest.approx(60.0, abs=0.15)
+    assert leak.finding.frames >= 40
