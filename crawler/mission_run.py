@@ -17,9 +17,9 @@ the lidar still localizes); 1 Hz for the recording only where nothing is inspect
 lidar runs at the world's rate (10 Hz; ``lidar_rate_hz``); every scan feeds localization,
 every ``mapper_every_n_scans``-th one (2.5 Hz) the defect mapper's cloud, every
 ``map_every_n_scans``-th one the occupancy map and the point cloud written at the end.
-Recorded: ``/odom/wheel`` and ``/imu`` at 10 Hz, ``/localization/pose`` at 10 Hz, ``/points`` (every ``point_stride``-th
-point) and the JPEG camera frame once per ``record_period_s`` of simulated time,
-``/defects/findings`` per finding, ``/mission/status`` at 1 Hz.
+Recorded: ``/odom/wheel``, ``/imu`` and ``/localization/pose`` at 10 Hz, ``/points`` (every
+``point_stride``-th point) and the JPEG camera frame once per ``record_period_s`` of
+simulated time, ``/defects/findings`` per finding, ``/mission/status`` at 1 Hz.
 
 Findings reach ``findings.sqlite`` the moment the tracker confirms them, with a provisional
 grade (the visual extent rule; ``grade_basis`` says so); when the mission ends the mapper
