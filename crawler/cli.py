@@ -79,7 +79,7 @@ def cmd_driver(args: argparse.Namespace) -> int:
 
 BENCHMARKS: dict[str, str] = {"firmware": "benchmarks.firmware", "sim": "benchmarks.sim",
                               "nav": "benchmarks.nav", "perception": "benchmarks.perception",
-                              "detect": "benchmarks.detect"}
+                              "detect": "benchmarks.detect", "mission": "benchmarks.mission"}
 """Benchmark name -> module with ``run(quick, progress) -> dict``."""
 
 
@@ -224,6 +224,25 @@ def cmd_perception(args: argparse.Namespace) -> int:
 
         run_mapper(config, args=["defect_mapper", *args.ros_args])
     return 0
+
+
+def cmd_mission_run(args: argparse.Namespace) -> int:
+    """Run a mission plan in the simulator, writing the mission folder as it goes."""
+    from crawler.mission_run import MissionRunError, result_summary, run_simulated_mission
+    from navigation.mission import MissionError
+
+    out = Path(args.out) if args.out else Path("out/missions") / Path(args.plan).stem
+    try:
+        result = run_simulated_mission(
+            args.plan, out, world=args.world,
+            progress=lambda p: print("\r" + p.line(), end="", file=sys.stderr, flush=True))
+    except (MissionError, MissionRunError) as err:
+        raise CrawlerError(str(err)) from err
+    print(file=sys.stderr)
+    summary = result_summary(result)
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"mission folder: {out}  (crawler mission report {out})")
+    return 0 if summary.get("state") == "completed" else EXIT_FAILURE
 
 
 def cmd_mission_report(args: argparse.Namespace) -> int:
@@ -383,6 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
     mission = sub.add_parser("mission", help="inspection missions: run, report")
     mission_sub = mission.add_subparsers(dest="mission_command", required=True,
                                          metavar="COMMAND", parser_class=_Parser)
+    run_plan = mission_sub.add_parser("run", help="run a mission plan (simulated world)")
+    run_plan.add_argument("plan", help="mission plan YAML (docs/mission_plan.md)")
+    run_plan.add_argument("--out", help="mission folder (default out/missions/PLAN_NAME)")
+    run_plan.add_argument("--world", help="simulated world (default: the plan's world: site)")
+    run_plan.set_defaults(func=cmd_mission_run)
     report = mission_sub.add_parser("report", help="rebuild the reports of a mission folder")
     report.add_argument("folder", help="mission folder (mission.yaml, findings.sqlite, ...)")
     report.set_defaults(func=cmd_mission_report)
