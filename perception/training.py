@@ -89,7 +89,9 @@ def train_detector(data_yaml: Path, out_dir: Path, settings: TrainSettings | Non
         model.train(
             data=str(data_yaml), epochs=settings.epochs, imgsz=settings.image_size_px,
             batch=settings.batch, device="cpu", workers=settings.workers, seed=settings.seed,
-            deterministic=True, pretrained=False, amp=False, plots=False, exist_ok=True,
+            # pretrained: keep the weights of init_weights (False would discard them)
+            deterministic=True, pretrained=init_weights is not None, amp=False, plots=False,
+            exist_ok=True,
             project=str(out_dir.resolve()), name="run", patience=settings.patience,
             fliplr=settings.fliplr, mosaic=settings.mosaic, close_mosaic=settings.close_mosaic,
             # No warm-up when fine-tuning: its bias learning rate (0.1) wrecks trained weights
