@@ -133,7 +133,7 @@ def load_detector(spec: str, options: DetectorOptions | None = None) -> Detector
 
 def _model_file(argument: str, suffix: str) -> Path:
     path = Path(argument).expanduser()
-    if not path.is_file():
+    if not path.is_file():  # the backends check content; the spec its kind
         raise ModelLoadError(f"model file not found: {path}")
     if path.suffix.lower() != suffix:
         raise ModelLoadError(f"{path}: expected a {suffix} file")

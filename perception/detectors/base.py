@@ -9,12 +9,13 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
-from perception.errors import ImageError
+from perception.errors import ImageError, ModelLoadError
 
 ImageBGR = NDArray[np.uint8]  # (H, W, 3) BGR, as OpenCV and sensor_msgs/Image bgr8
 Mask = NDArray[np.bool_]  # (H, W) True on the defect
@@ -123,6 +124,16 @@ class StagedDetector(ABC, Generic[Prepared, Raw]):
     @abstractmethod
     def _postprocess(self, raw: Raw, context: _Context) -> list[Detection]:
         """Backend output -> detections in the original image's pixels."""
+
+
+def require_model_file(path: Path, kind: str) -> Path:
+    """``path`` if it is a non-empty file; otherwise ModelLoadError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"{path}: empty file, not {kind}")
+    return path
 
 
 def check_image(image_bgr: object) -> None:

@@ -27,7 +27,13 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from perception.detectors.base import Detection, ImageBGR, StagedDetector, _Context
+from perception.detectors.base import (
+    Detection,
+    ImageBGR,
+    StagedDetector,
+    _Context,
+    require_model_file,
+)
 from perception.detectors.letterbox import (
     Letterbox,
     cxcywh_to_xyxy,
@@ -72,11 +78,7 @@ class OnnxDetector(StagedDetector[FloatArray, list[NDArray[np.float32]]]):
         """Open ``path``; raises ModelLoadError naming it if it is not a usable YOLO export."""
         import onnxruntime as ort
 
-        path = Path(path)
-        if not path.is_file():
-            raise ModelLoadError(f"model file not found: {path}")
-        if path.stat().st_size == 0:
-            raise ModelLoadError(f"{path}: empty file, not an ONNX model")
+        path = require_model_file(path, "an ONNX model")
         session_options = ort.SessionOptions()
         session_options.intra_op_num_threads = os.cpu_count() or 0  # 0: ONNX Runtime decides
         session_options.inter_op_num_threads = 1

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perception.detectors.base import Detection, ImageBGR, StagedDetector, _Context
+from perception.detectors.base import (
+    Detection,
+    ImageBGR,
+    StagedDetector,
+    _Context,
+    require_model_file,
+)
 from perception.errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -38,13 +44,9 @@ class UltralyticsDetector(StagedDetector[ImageBGR, list[Any]]):
     @classmethod
     def from_file(cls, path: Path, options: DetectorOptions) -> UltralyticsDetector:
         """Load ``path``; raises ModelLoadError naming it if it is not a YOLO checkpoint."""
-        path = Path(path)
         # Checked here, before Ultralytics sees the name: it would try to download a missing
         # file whose name matches one of its released weights (yolo11n.pt).
-        if not path.is_file():
-            raise ModelLoadError(f"model file not found: {path}")
-        if path.stat().st_size == 0:
-            raise ModelLoadError(f"{path}: empty file, not a PyTorch checkpoint")
+        path = require_model_file(path, "a PyTorch checkpoint")
         from ultralytics.models import YOLO
 
         try:
