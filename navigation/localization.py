@@ -74,7 +74,7 @@ class PipelineConfig:
     axis is that close too (a junction: both galleries' walls are in view, 90 degrees apart,
     and an estimate lagging a turn would pick the wrong family)."""
     walls: WallHeadingConfig = field(default_factory=WallHeadingConfig)
-    wall_lidar_turn_sigma_rad_per_rad: float = 0.5
+    wall_lidar_turn_sigma_rad_per_rad: float = 0.15
     """Where the walls give the heading, lidar odometry's turns are not taken at face value:
     rotation noise per radian a scan turned (``FusionConfig.lidar_turn_sigma_rad_per_rad``,
     when that is left None)."""
