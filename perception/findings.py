@@ -171,7 +171,7 @@ class FindingTracker:
     """
 
     def __init__(self, pipe: PipeModel, camera: PinholeCamera, *, min_frames: int = 3,
-                 min_confidence: float = 0.35, gate_m: float = 0.5, clock_gate_h: float = 2.5,
+                 min_confidence: float = 0.5, gate_m: float = 0.5, clock_gate_h: float = 2.5,
                  close_after_m: float = 0.5, near_views: int = 5, far_view_m: float = 3.0,
                  id_prefix: str = "F") -> None:
         self.pipe = pipe
