@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 from numpy.typing import ArrayLike, NDArray
 
+from navigation.file_errors import LocatedFileError
 from navigation.geodesy import GeodeticOrigin, SiteFrame
 from navigation.path import Polyline
 
@@ -41,18 +42,8 @@ SITE_FILE_VERSION = 1
 DATUM = "CGCS2000"
 
 
-class SiteFileError(ValueError):
+class SiteFileError(LocatedFileError):
     """A site file is unreadable, malformed or inconsistent; names the file, line and field."""
-
-    def __init__(self, path: str | Path, reason: str, field_path: str | None = None,
-                 line: int | None = None) -> None:
-        self.path = str(path)
-        self.reason = reason
-        self.field_path = field_path
-        self.line = line
-        where = self.path if line is None else f"{self.path}:{line}"
-        what = f"{field_path}: {reason}" if field_path else reason
-        super().__init__(f"{where}: {what}")
 
 
 class SiteFieldError(ValueError):
