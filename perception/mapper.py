@@ -280,8 +280,10 @@ def _visual_grade(rule: VisualRule, length_m: float) -> int:
 
 def _with_area_loss(code: str, measured: dict[str, float], radius_m: float
                     ) -> dict[str, float]:
-    """Bore area lost to an intrusion of measured depth: the circular segment it cuts off."""
-    if code not in ("SG", "ZW", "CQ", "JG") or "intrusion_m" not in measured:
+    """Bore area lost to an intrusion: as the lidar measured it, else (a depth only) the
+    circular segment that depth cuts off."""
+    if (code not in ("SG", "ZW", "CQ", "JG") or "intrusion_m" not in measured
+            or "area_loss_pct" in measured):
         return measured
     h = min(max(measured["intrusion_m"], 0.0), 2.0 * radius_m)
     d = radius_m - h

@@ -394,7 +394,7 @@ def fit_ellipse(lateral_m: ArrayLike, vertical_m: ArrayLike, start: CircleFit,
 
 # --- the bed: water surface or deposit top ---------------------------------------------------
 
-_ROW = 12
+_ROW = 13
 """Values per bin of a ring profile (see ``_ring_row``)."""
 INTRUSION_M = 0.05
 """Returns this far inside the fitted wall belong to something in the bore."""
@@ -405,6 +405,8 @@ OPEN_SHARE = 0.15
 BED_MARGIN_M = 0.03
 """Wall points must lie this far above the bed surface to be fitted."""
 MIN_RING_POINTS = 60
+_RAMP_DIP_M = 0.02
+"""A deposit's ramp ends where its surface falls this far below its highest point so far."""
 
 
 def _bed_level(points: PipePoints, radius_m: float) -> float | None:
@@ -570,7 +572,11 @@ class RingProfile:
     sides, a lateral connection or an offset joint's step on one.
     ``intruded_sectors``: sectors where at least ``OPEN_SHARE`` of the returns lie more than
     ``INTRUSION_M`` inside the fitted ellipse (something occupies the bore there), with
-    ``intrusion_m`` (90th percentile of how far inside) and ``intrusion_clock_h`` (centre).
+    ``intrusion_m`` (90th percentile of how far inside) and ``intrusion_clock_h`` (centre);
+    ``intrusion_area_m2``: the bore area the intruded sectors lose, integrated in polar
+    coordinates about the fitted centre (per sector, the mean of (r^2 - rho^2) / 2 over its
+    returns at distance rho, times the sector's angle), so an object's shape counts, not only
+    its depth.
     """
 
     s_start_m: FloatArray
@@ -589,6 +595,7 @@ class RingProfile:
     intruded_sectors: FloatArray
     intrusion_m: FloatArray
     intrusion_clock_h: FloatArray
+    intrusion_area_m2: FloatArray
 
     @property
     def s_mid_m(self) -> FloatArray:
@@ -654,15 +661,22 @@ def _ring_row(points: PipePoints, radius_m: float, gap_threshold_m: float) -> Fl
     intruded = np.bincount(sector[intruding], minlength=_SECTORS)
     intruded_ = (intruded >= 3) & (intruded >= OPEN_SHARE * seen)
     depth = clock = math.nan
+    area = 0.0
     if intruded_.any():
         depth = float(np.percentile(inside[intruding & intruded_[sector]], 90.0))
         angles = (np.flatnonzero(intruded_) + 0.5) * 2.0 * math.pi / _SECTORS
         clock = clock_of(-float(np.sin(angles).sum()), float(np.cos(angles).sum()))
+        # Area lost: polar integration of the intruded sectors about the fitted centre
+        in_sector = intruded_[sector]
+        lost = np.maximum(circle.radius_m**2 - (dy * dy + dz * dz), 0.0)[in_sector] / 2.0
+        per_sector = (np.bincount(sector[in_sector], lost, _SECTORS)
+                      / np.maximum(seen, 1))
+        area = float(per_sector.sum()) * 2.0 * math.pi / _SECTORS
     return np.array([circle.centre_lateral_m, circle.centre_vertical_m, circle.radius_m,
                      circle.residual_m, 2.0 * ellipse.semi_minor_m, 2.0 * ellipse.semi_major_m,
                      bed_height, np.count_nonzero(open_[1:half]),
                      np.count_nonzero(open_[half + 1:]), np.count_nonzero(intruded_), depth,
-                     clock])
+                     clock, area])
 
 
 # --- finding defects -------------------------------------------------------------------------
@@ -701,6 +715,8 @@ class DefectThresholds:
     """TJ: open sectors needed on each side (see ``RingProfile``)."""
     window_bins: int = 3
     """Bins on each side of a joint compared for CK."""
+    step_intrusion_margin_m: float = 0.03
+    """CK: intrusions next to a step up to twice the step plus this are the step's edge."""
 
 
 def find_geometric_defects(cloud: PipeCloud, nominal_diameter_m: float,
@@ -777,14 +793,20 @@ def _find_offset_joints(cloud: PipeCloud, profile: RingProfile, nominal_d: float
                         wall_m: float, limits: DefectThresholds) -> list[GeometricDefect]:
     k = limits.window_bins
     centres = np.column_stack([profile.centre_lateral_m, profile.centre_vertical_m])
-    odd = _oval(profile, limits) | (np.nan_to_num(profile.intruded_sectors, nan=0.0) > 0)
+    oval = _oval(profile, limits)
+    intrusion_m = np.nan_to_num(profile.intrusion_m, nan=0.0)
     # Step of the median centre across each bin boundary
     steps = np.zeros(len(profile))
     for i in range(k, len(profile) - k + 1):
         before, after = centres[i - k:i], centres[i:i + k]
-        if np.isnan(before).any() or np.isnan(after).any() or odd[i - k:i + k].any():
+        if np.isnan(before).any() or np.isnan(after).any() or oval[i - k:i + k].any():
             continue
-        steps[i] = float(np.linalg.norm(np.median(after, axis=0) - np.median(before, axis=0)))
+        step = float(np.linalg.norm(np.median(after, axis=0) - np.median(before, axis=0)))
+        # The shifted ring's own edge reads as an intrusion about as deep as the step; a
+        # deeper one is something in the bore, which may have pulled the fitted centres
+        if intrusion_m[i - k:i + k].max() > 2.0 * step + limits.step_intrusion_margin_m:
+            continue
+        steps[i] = step
     # Local maxima above the threshold, measured at their boundary
     found = []
     for i in np.flatnonzero(steps > limits.centre_step_m).tolist():
@@ -804,11 +826,21 @@ def _find_offset_joints(cloud: PipeCloud, profile: RingProfile, nominal_d: float
 
 
 def _toe(s_m: FloatArray, height_m: FloatArray, low_m: float, high_m: float) -> float | None:
-    """Chainage where a line through the ramp's visible part (low..high) reaches height 0."""
-    on_ramp = (height_m >= low_m) & (height_m <= high_m)
+    """Chainage where a line through the ramp's visible part reaches height 0.
+
+    The ramp is the rising run of bins from the first one (``s_m[0]``, where the deposit leaves
+    the water) up to the first bin at ``high_m`` or above, or the first that falls back
+    (``_RAMP_DIP_M`` below the highest so far): later bins belong to the deposit's uneven top,
+    which would flatten the fitted slope.
+    """
+    h = np.nan_to_num(height_m, nan=-np.inf)
+    ended = np.flatnonzero((h >= high_m) | (h < np.maximum.accumulate(h) - _RAMP_DIP_M))
+    run = slice(0, int(ended[0]) if ended.size else height_m.size)
+    s_run, h_run = s_m[run], height_m[run]
+    on_ramp = (h_run >= low_m) & (h_run <= high_m)
     if np.count_nonzero(on_ramp) < 2:
         return None
-    slope, intercept = np.polyfit(s_m[on_ramp], height_m[on_ramp], 1)
+    slope, intercept = np.polyfit(s_run[on_ramp], h_run[on_ramp], 1)
     if abs(slope) < 0.02:
         return None
     return float(-intercept / slope)
@@ -836,7 +868,7 @@ def _find_deposits(cloud: PipeCloud, profile: RingProfile, nominal_d: float,
         mid = int(np.nanargmax(h))
         low, high = usual + limits.bed_rise_m, usual + 0.8 * (peak - usual)
         toe_up = _toe(s[:mid + 1], h[:mid + 1], low, high)
-        toe_down = _toe(s[mid:], h[mid:], low, high)
+        toe_down = _toe(s[mid:][::-1], h[mid:][::-1], low, high)
         if toe_up is not None and s0 - 2.0 < toe_up < s0:
             s0 = toe_up
         if toe_down is not None and s1 < toe_down < s1 + 2.0:
@@ -909,11 +941,14 @@ def _find_intrusions(profile: RingProfile, nominal_d: float,
             continue
         depth = profile.intrusion_m[first:last + 1]
         deepest = first + int(np.nanargmax(depth))
+        # The worst cross-section (90th percentile of the bins: one bin may be a stray fit)
+        area_m2 = float(np.nanpercentile(profile.intrusion_area_m2[first:last + 1], 90.0))
         found.append(GeometricDefect(
             INTRUSION, float(profile.s_start_m[first]),
             float(profile.s_start_m[last]) + profile.step_m,
             {"intrusion_m": float(np.nanmax(depth)),
              "intrusion_pct_of_d": float(np.nanmax(depth)) / nominal_d * 100.0,
+             "area_loss_pct": area_m2 / (math.pi * nominal_d**2 / 4.0) * 100.0,
              "arc_h": float(np.nanmax(profile.intruded_sectors[first:last + 1]))
              * 12.0 / _SECTORS},
             float(profile.intrusion_clock_h[deepest])))

@@ -249,3 +249,74 @@ def test_an_obstacle_in_the_bore_is_an_intrusion_not_a_deformation(
                                                   pytest.approx(2.5, abs=0.15))
     assert rubble.clock_h == pytest.approx(3.5, abs=1.0)
     assert rubble.measured["intrusion_m"] == pytest.approx(0.2, abs=0.06)
+
+
+def test_rubble_area_loss_is_integrated_over_its_cross_section(
+        rng: np.random.Generator) -> None:
+    # Rubble against the right wall at 2.0-2.5 m above the water: inner face y = -0.28, top z = 0.1
+    water = -0.4
+    wall = ring(rng, (0.0, 4.0), bed_m=water)
+    hidden = (wall[:, 0] > 2.0) & (wall[:, 0] < 2.5) & (wall[:, 1] < -0.28) & (wall[:, 2] < 0.1)
+    n = 4000
+    face = np.column_stack([rng.uniform(2.0, 2.5, n), np.full(n, -0.28),
+                            rng.uniform(water, 0.1, n)])
+    top = np.column_stack([rng.uniform(2.0, 2.5, n), rng.uniform(-0.48, -0.28, n),
+                           np.full(n, 0.1)])
+    cloud = straight_cloud(wall[~hidden], face + rng.normal(0.0, 0.005, face.shape),
+                           top + rng.normal(0.0, 0.005, top.shape))
+    (rubble,) = find_geometric_defects(cloud, D_M, 0.1, s_start_m=0.0, s_end_m=4.0)
+    # The bore it fills above the water, on a 1 mm grid
+    y, z = np.meshgrid(np.arange(-R_M, R_M, 0.001), np.arange(-R_M, R_M, 0.001))
+    filled = (y * y + z * z < R_M**2) & (y < -0.28) & (z < 0.1) & (z > water)
+    truth_pct = 100.0 * np.count_nonzero(filled) * 1e-6 / (math.pi * R_M**2)
+    assert rubble.measured["area_loss_pct"] == pytest.approx(truth_pct, rel=0.15)
+    # Far from the segment a depth of 0.2 m would cut off: that overstates a side object
+    assert truth_pct < 14.0
+
+
+def test_offset_joints_are_found_where_the_shifted_ring_shows_its_edge(
+        rng: np.random.Generator) -> None:
+    # Pose noise smears each joint's step face over the bins next to it: returns inside the
+    # fitted wall, as deep as the step (0.06 m)
+    water = -0.4
+    parts = [ring(rng, (0.0, 3.0), bed_m=water),
+             ring(rng, (3.0, 5.0), centre_m=(-0.06, 0.0), bed_m=water),
+             ring(rng, (5.0, 8.0), bed_m=water)]
+    for s_joint in (3.0, 5.0):
+        for s0 in np.arange(s_joint - 0.3, s_joint + 0.3, 0.1):
+            # On the left (9 o'clock) the shifted ring's wall stands 0.06 m inside the other
+            n = 300
+            phi = rng.uniform(math.radians(60.0), math.radians(120.0), n)
+            rho = R_M - rng.uniform(0.04, 0.07, n)
+            parts.append(np.column_stack([rng.uniform(s0, s0 + 0.1, n), rho * np.sin(phi),
+                                          rho * np.cos(phi)]))
+    found = find_geometric_defects(straight_cloud(*parts), D_M, 0.1, s_start_m=0.0,
+                                   s_end_m=8.0)
+    offsets = [d for d in found if d.code == "CK"]
+    assert [d.s_start_m for d in offsets] == [pytest.approx(3.0, abs=0.15),
+                                              pytest.approx(5.0, abs=0.15)]
+    assert all(d.measured["offset_m"] == pytest.approx(0.06, abs=0.015) for d in offsets)
+
+
+def test_a_deposit_with_an_uneven_top_starts_where_its_ramp_meets_the_invert(
+        rng: np.random.Generator) -> None:
+    # Water 0.1 m deep; a deposit ramps up from the invert at 9.0 m to 0.3 m at 10.0 m, has an
+    # uneven top (0.2-0.35 m) and ramps down to the invert at 13.0 m
+    water_height = 0.1
+    parts = [ring(rng, (6.0, 9.0), bed_m=-R_M + water_height)]
+    top = iter(np.tile([0.3, 0.2, 0.33, 0.22, 0.35, 0.21], 3))
+    for s0 in np.arange(9.0, 13.0, 0.05):
+        s_mid = s0 + 0.025
+        if s_mid < 10.0:
+            height = 0.3 * (s_mid - 9.0)
+        elif s_mid > 12.0:
+            height = 0.3 * (13.0 - s_mid)
+        else:
+            height = next(top) if round(s0 / 0.05) % 4 == 0 else height
+        parts.append(ring(rng, (s0, s0 + 0.05), bed_m=-R_M + max(height, water_height)))
+    parts.append(ring(rng, (13.0, 16.0), bed_m=-R_M + water_height))
+    found = find_geometric_defects(straight_cloud(*parts), D_M, 0.1, s_start_m=6.0,
+                                   s_end_m=16.0)
+    (deposit,) = [d for d in found if d.code == "CJ"]
+    assert deposit.s_start_m == pytest.approx(9.0, abs=0.2)
+    assert deposit.s_end_m == pytest.approx(13.0, abs=0.2)
