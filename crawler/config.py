@@ -9,7 +9,7 @@ reports the file and line at fault; ``flatten``/``from_flat`` map the tree to an
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -67,6 +67,9 @@ class LocalizationConfig(_Section):
     """The localization nodes."""
 
     site_file: str = ""  # site file (docs/site_file.md); empty: no site frame, no fixes
+    # pipeline: the localizer registers /points itself (navigation.localization, as offline);
+    # slam_topic: it fuses the slam node's /slam/odometry (a 2D /scan robot)
+    source: Literal["pipeline", "slam_topic"] = "pipeline"
     map_publish_period_s: float = Field(2.0, gt=0.0)
     pose_publish_period_s: float = Field(0.1, gt=0.0)
 

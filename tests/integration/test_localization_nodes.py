@@ -1,4 +1,8 @@
-"""The slam and localizer nodes beside the simulator: the pose and the pipe counter."""
+"""The slam and localizer nodes beside the simulator: the pose and the pipe counter.
+
+``crawler sim --localize`` composes both with the default ``localization.source: pipeline``:
+the localizer runs ``LocalizationPipeline`` on ``/points`` and publishes ``/slam/odometry``.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +51,7 @@ def test_localizer_tracks_the_crawler_down_the_sewer(probe: RosProbe, tmp_path: 
         assert error_m < 3 * sigma_m + 0.05  # the reported covariance is honest
         assert probe.last("/localization/axis_distance").data == pytest.approx(
             t.x - DATUM_M, abs=0.5)
-        # In the straight pipe the scans leave the axis unconstrained: the slam node says so.
+        # In the straight pipe the scans leave the axis unconstrained: lidar odometry says so.
         slam = probe.last("/slam/odometry")
         assert slam.pose.covariance[0] >= 1e5
         assert sim.poll() is None

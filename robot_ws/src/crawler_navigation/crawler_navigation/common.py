@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
+from nav_msgs.msg import Odometry
 from numpy.typing import NDArray
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
@@ -17,10 +18,13 @@ from rclpy.utilities import try_shutdown
 
 from crawler.config import CrawlerConfig, flatten, from_flat
 from navigation.bag_io import pose_matrix, quaternion_from_rotation
+from navigation.records import LidarOdometryResult
 
 FloatArray = NDArray[np.float64]
 UNOBSERVED_VAR = 1e6
 """Variance published for a direction that carries no information."""
+SLAM_FRAME = "slam_map"
+"""Frame of ``/slam/odometry``: base_link at the first scan."""
 
 
 def spin(make_node: Callable[[], Node], args: list[str] | None) -> None:
@@ -109,3 +113,17 @@ def information_from_covariance(covariance: FloatArray) -> tuple[FloatArray, Flo
     inverse = np.where(degenerate, 0.0, 1.0 / np.maximum(values, 1e-12))
     information: FloatArray = (vectors * inverse) @ vectors.T
     return information, vectors[:, degenerate].T.copy()
+
+
+def slam_odometry_msg(result: LidarOdometryResult, T_base_lidar: FloatArray,
+                      base_frame: str) -> Odometry:
+    """``/slam/odometry`` of a registered scan: base_link in ``slam_map``; the directions the
+    scan did not constrain get variance ``UNOBSERVED_VAR``."""
+    T_map_base = T_base_lidar @ result.T_map_sensor @ np.linalg.inv(T_base_lidar)
+    msg = Odometry()
+    msg.header.stamp = stamp_msg(result.stamp_ns)
+    msg.header.frame_id, msg.child_frame_id = SLAM_FRAME, base_frame
+    fill_pose(msg.pose.pose, T_map_base)
+    covariance = covariance_from_information(result.information, result.degenerate_directions)
+    msg.pose.covariance = [float(v) for v in covariance.ravel()]
+    return msg
