@@ -105,17 +105,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_PLAN = (Path(__file__).resolve().parents[1] / "navigation" / "mission" / "examples"
+             / "sewer_dn1000.yaml")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Drive through the simulated sewer (or, with --bridge, just the emulated MCU)."""
+    """A whole simulated inspection mission in the sewer, to its report (or, with --drive, a
+    plain drive; with --bridge, just the emulated MCU)."""
     _ros_defaults()
     if args.bridge:
         from crawler.demo import run_bridge_demo
 
         status: int = run_bridge_demo(duration_scale=args.speedup)
         return status
+    if args.drive:
+        return _drive_demo(Path(args.out))
+    out = Path(args.out) / "mission"
+    print("crawler demo: an autonomous inspection of the 120 m DN1000 sewer (sewer_dn1000), "
+          "manhole A to B and back", flush=True)
+    print(f"  plan {DEMO_PLAN.name}: 0.15 m/s, photos, a close-up at each new finding, "
+          "gas/battery/tether safety; simulator, fused localization, the shipped detector, "
+          "CJJ 181 grading; about 10 minutes", flush=True)
+    status = _run_mission_and_report(str(DEMO_PLAN), out, None)
+    _print_findings_table(out)
+    return status
+
+
+def _drive_demo(out: Path) -> int:
     from crawler.sim_run import SimOptions, run_sim
 
-    out = Path(args.out)
     print("crawler demo: the crawler drives the 120 m DN1000 sewer (sewer_dn1000) from manhole "
           "A to manhole B", flush=True)
     print("  simulator + real crawler_driver over a pty, lidar and camera on; outputs in "
@@ -129,6 +147,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  lidar map (top view, wall slice):   {out / str(summary['lidar_map'])}")
     print(f"  all frames: {out / 'frames'}/   trajectory: {out / 'trajectory_truth.tum'}")
     return 0
+
+
+def _run_mission_and_report(plan: str, out: Path, world: str | None) -> int:
+    """Run a plan in the simulator with a live progress line, then write its report."""
+    from crawler.mission_run import MissionRunError, result_summary, run_simulated_mission
+    from ground_station.report import ReportError, build_report
+    from navigation.mission import MissionError
+
+    try:
+        result = run_simulated_mission(
+            plan, out, world=world,
+            progress=lambda p: print("\r" + p.line(), end="", file=sys.stderr, flush=True))
+    except (MissionError, MissionRunError) as err:
+        raise CrawlerError(str(err)) from err
+    print(file=sys.stderr)
+    summary = result_summary(result)
+    print(json.dumps(summary, indent=2, default=str))
+    try:
+        files = build_report(out)
+    except ReportError as err:  # the mission folder is complete; only the report failed
+        print(f"crawler: the report could not be written: {err}; the mission folder {out} is "
+              f"complete (retry: crawler mission report {out})", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"mission {files.state}: {files.findings} findings; folder {out}")
+    print(f"  report: {files.html}\n  pdf:    {files.pdf}\n  gis:    {files.geojson}")
+    return 0 if summary.get("state") == "completed" else EXIT_FAILURE
+
+
+def _print_findings_table(folder: Path) -> None:
+    """The segment's findings as the report's table shows them (管段状况评估表)."""
+    from ground_station.report.folder import read_findings
+
+    findings = [f for f in read_findings(folder).findings if f.status == "confirmed"]
+    print(f"\n{'No':>3} {'code':<4} {'from m':>7} {'to m':>7} {'clock':>5} {'grade':>5} "
+          f"{'score':>5}  basis")
+    for number, f in enumerate(findings, 1):
+        clock = "" if f.clock_h is None else f"{f.clock_h:.1f}"
+        grade = "" if f.grade is None else str(f.grade)
+        score = "" if f.score is None else f"{f.score:g}"
+        print(f"{number:>3} {f.code:<4} {f.start_m:7.2f} {f.end_m:7.2f} {clock:>5} {grade:>5} "
+              f"{score:>5}  {f.grade_basis or ''}")
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -227,22 +286,25 @@ def cmd_perception(args: argparse.Namespace) -> int:
 
 
 def cmd_mission_run(args: argparse.Namespace) -> int:
-    """Run a mission plan in the simulator, writing the mission folder as it goes."""
-    from crawler.mission_run import MissionRunError, result_summary, run_simulated_mission
+    """Run a mission plan in the simulator, writing the mission folder as it goes, then its
+    report."""
+    out = Path(args.out) if args.out else Path("out/missions") / Path(args.plan).stem
+    return _run_mission_and_report(args.plan, out, args.world)
+
+
+def cmd_mission_node(args: argparse.Namespace) -> int:
+    """Run the mission_executor ROS 2 node on the robot (waits for /mission/start)."""
+    _ros_defaults()
+    from crawler.errors import ConfigError
+    from crawler_navigation.mission_executor_node import run as run_executor
     from navigation.mission import MissionError
 
-    out = Path(args.out) if args.out else Path("out/missions") / Path(args.plan).stem
+    ros_args = ["--ros-args", "-p", f"auto_start:={'true' if args.start else 'false'}"]
     try:
-        result = run_simulated_mission(
-            args.plan, out, world=args.world,
-            progress=lambda p: print("\r" + p.line(), end="", file=sys.stderr, flush=True))
-    except (MissionError, MissionRunError) as err:
+        run_executor(args.plan, args=ros_args)
+    except (MissionError, ConfigError) as err:
         raise CrawlerError(str(err)) from err
-    print(file=sys.stderr)
-    summary = result_summary(result)
-    print(json.dumps(summary, indent=2, default=str))
-    print(f"mission folder: {out}  (crawler mission report {out})")
-    return 0 if summary.get("state") == "completed" else EXIT_FAILURE
+    return 0
 
 
 def cmd_mission_report(args: argparse.Namespace) -> int:
@@ -399,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--seed", type=int, default=0)
     record.set_defaults(func=cmd_record)
 
-    mission = sub.add_parser("mission", help="inspection missions: run, report")
+    mission = sub.add_parser("mission", help="inspection missions: run, node, report")
     mission_sub = mission.add_subparsers(dest="mission_command", required=True,
                                          metavar="COMMAND", parser_class=_Parser)
     run_plan = mission_sub.add_parser("run", help="run a mission plan (simulated world)")
@@ -407,6 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
     run_plan.add_argument("--out", help="mission folder (default out/missions/PLAN_NAME)")
     run_plan.add_argument("--world", help="simulated world (default: the plan's world: site)")
     run_plan.set_defaults(func=cmd_mission_run)
+    node = mission_sub.add_parser("node", help="run the mission_executor ROS 2 node (robot)")
+    node.add_argument("plan", help="mission plan YAML")
+    node.add_argument("--start", action="store_true",
+                      help="start at once (default: wait for the /mission/start service)")
+    node.set_defaults(func=cmd_mission_node)
     report = mission_sub.add_parser("report", help="rebuild the reports of a mission folder")
     report.add_argument("folder", help="mission folder (mission.yaml, findings.sqlite, ...)")
     report.set_defaults(func=cmd_mission_report)
@@ -464,8 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="last epochs trained without mosaic augmentation")
     detector.set_defaults(func=cmd_train_detector)
 
-    demo = sub.add_parser("demo", help="drive the crawler through the simulated sewer")
+    demo = sub.add_parser("demo", help="a whole simulated inspection mission in the sewer, "
+                                        "to its report")
     demo.add_argument("--out", default="out/demo", help="output folder (default %(default)s)")
+    demo.add_argument("--drive", action="store_true",
+                      help="only drive the sewer at 0.5 m/s (no mission): a contact sheet "
+                           "and a lidar map in a few minutes")
     demo.add_argument("--bridge", action="store_true",
                       help="only the MCU emulator and the driver node, with live telemetry")
     demo.add_argument("--speedup", type=float, default=1.0,

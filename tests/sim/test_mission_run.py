@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from crawler.cli import main
 from crawler.mission_run import RunConfig, RunProgress, run_simulated_mission
 from navigation.bag_io import bag_summary, read_bag
 from navigation.map_export import read_tum
@@ -103,3 +105,22 @@ def test_gas_alarm_stops_the_robot_returns_and_records_the_reason(tmp_path: Path
     # Back at the entry
     _, T_last = read_tum(out / "trajectory.tum")[-1]
     assert T_last[0, 3] < 1.0
+
+
+def test_mission_run_command_leaves_the_folder_and_its_report(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`crawler mission run PLAN` with the default rates: 3 m and back, then the report."""
+    plan_file = tmp_path / "short.yaml"
+    plan = short_plan(3.0, detector="shipped", actions=[])
+    plan_file.write_text(yaml.safe_dump(plan.model_dump(mode="json", exclude_none=True)),
+                         encoding="utf-8")
+    out = tmp_path / "m"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["mission", "run", str(plan_file), "--out", str(out)])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr()
+    assert "completed" in printed.out and f"report: {out / 'report.html'}" in printed.out
+    assert "done" in printed.err  # the live progress line
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "sewer_dn1000" in html and (out / "report.pdf").stat().st_size > 1000
+    assert (out / "defects.geojson").is_file()

@@ -1,1 +1,1 @@
-"""ROS 2 adapters around navigation: the slam and localizer nodes."""
+"""ROS 2 adapters around navigation: the slam, localizer and mission_executor nodes."""
