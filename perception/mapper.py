@@ -49,6 +49,9 @@ INTRUDING_CODES = frozenset({"SG", "ZW", "AJ", "CQ", "CR"})
 CAMERA_CONFIRMED_CODES = frozenset({INTRUSION, "TJ"})  # lidar alone does not report these
 JOIN_GAP_M = 0.6  # a camera finding and a lidar defect this close along the pipe are one
 DUPLICATE_GAP_M = 0.5  # camera findings of one class this close are one defect seen twice
+# Defects of one joint: two findings of these that do not overlap lie at two joints (pipe
+# sections are 1-2.5 m long), however close, and merging them would hide one
+JOINT_CODES = frozenset({"CK", "TJ"})
 END_MARGIN_M = 0.5  # lidar-only findings this close to a manhole are its wall, not a defect
 
 
@@ -163,9 +166,11 @@ class DefectMapper:
                         length_m: float) -> tuple[list[GradedFinding], list[str]]:
         graded: list[GradedFinding] = []
         ungraded: list[str] = []
-        used: set[int] = set()
-        for finding in sorted(camera, key=lambda f: f.start_m):
-            match = self._match(finding, lidar, used)
+        camera = sorted(camera, key=lambda f: f.start_m)
+        matches = self._pairs(camera, lidar)
+        used = set(matches.values())
+        for number, finding in enumerate(camera):
+            match = matches.get(number)
             measured: dict[str, float] = {}
             if match is None and finding.code in LIDAR_CODES and self._lidar_saw(finding):
                 # The lidar measures these; where it saw the wall and found nothing, the camera
@@ -174,7 +179,6 @@ class DefectMapper:
                                 "rejected, the lidar measured no such defect there")
                 continue
             if match is not None:
-                used.add(match)
                 defect = lidar[match]
                 measured = dict(defect.measured)
                 if finding.code in LIDAR_CODES:  # the lidar places ring defects best
@@ -204,20 +208,27 @@ class DefectMapper:
         """Clear of the segment's ends, where the pipe meets a manhole (not a joint)."""
         return defect.s_start_m > END_MARGIN_M and defect.s_end_m < segment_length_m - END_MARGIN_M
 
-    def _match(self, finding: Finding, lidar: Sequence[GeometricDefect], used: set[int]
-               ) -> int | None:
-        best, best_gap = None, math.inf
-        for index, defect in enumerate(lidar):
-            if index in used:
-                continue
-            same = defect.code == finding.code or (
-                defect.code == INTRUSION and finding.code in INTRUDING_CODES)
-            if not same:
-                continue
-            gap = max(defect.s_start_m - finding.end_m, finding.start_m - defect.s_end_m, 0.0)
-            if gap <= JOIN_GAP_M and gap < best_gap:
-                best, best_gap = index, gap
-        return best
+    @staticmethod
+    def _pairs(camera: Sequence[Finding], lidar: Sequence[GeometricDefect]) -> dict[int, int]:
+        """Camera finding -> lidar defect of the same kind within ``JOIN_GAP_M``, closest pairs
+        first (a finding near two joints must not take the other finding's joint)."""
+        candidates = []
+        for i, finding in enumerate(camera):
+            for j, defect in enumerate(lidar):
+                same = defect.code == finding.code or (
+                    defect.code == INTRUSION and finding.code in INTRUDING_CODES)
+                gap = max(defect.s_start_m - finding.end_m, finding.start_m - defect.s_end_m,
+                          0.0)
+                if same and gap <= JOIN_GAP_M:
+                    # Ties (overlaps): the nearer middle
+                    middle = abs((defect.s_start_m + defect.s_end_m) / 2.0
+                                 - (finding.start_m + finding.end_m) / 2.0)
+                    candidates.append((gap, middle, i, j))
+        pairs: dict[int, int] = {}
+        for _, _, i, j in sorted(candidates):
+            if i not in pairs and j not in pairs.values():
+                pairs[i] = j
+        return pairs
 
     def _grade_into(self, finding: Finding, measured: dict[str, float],
                     graded: list[GradedFinding], ungraded: list[str]) -> None:
@@ -246,13 +257,15 @@ class DefectMapper:
 
 def merge_duplicates(findings: Sequence[Finding], gap_m: float) -> list[Finding]:
     """One finding per defect: a track that lost and regained a defect made two findings of
-    one class whose extents overlap or nearly touch; keep the one seen in more frames, spanning
-    both (clock positions are not compared: the two views placed the same defect)."""
+    one class whose extents overlap or nearly touch (joint defects: overlap); keep the one seen
+    in more frames, spanning both (clock positions are not compared: the two views placed the
+    same defect)."""
     merged: list[Finding] = []
     for finding in sorted(findings, key=lambda f: (f.code, f.start_m)):
         last = merged[-1] if merged else None
+        allowed_m = 0.0 if finding.code in JOINT_CODES else gap_m
         if (last is None or last.code != finding.code
-                or finding.start_m - last.end_m > gap_m):
+                or finding.start_m - last.end_m > allowed_m):
             merged.append(finding)
             continue
         keep = last if last.frames >= finding.frames else finding

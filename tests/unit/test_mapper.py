@@ -9,7 +9,7 @@ import pytest
 
 import perception.mapper as mapper_module
 from perception.detectors.base import Detection
-from perception.findings import FindingTracker
+from perception.findings import Finding, FindingTracker
 from perception.grading import SiteFactors
 from perception.mapper import DefectMapper
 from perception.pipe_geometry import INTRUSION, GeometricDefect
@@ -123,3 +123,28 @@ def test_an_open_joint_needs_the_camera_and_twice_seen_defects_are_one(
     (leak,) = segment.findings
     assert leak.finding.start_m == pytest.approx(60.0, abs=0.15)
     assert leak.finding.frames >= 40
+
+
+def camera_finding(number: int, code: str, start_m: float, end_m: float) -> Finding:
+    """A finding as the tracker makes it (seen in 20 frames)."""
+    return Finding(f"F{number:03d}", code, start_m, end_m, 12.0, (start_m, 0.0, 1.0), 0.8, 20,
+                   0, 10**9, 5 * 10**8, (0.0, 0.0, 10.0, 10.0), True)
+
+
+def test_offset_joints_two_metres_apart_stay_two_findings_each_with_its_measurement(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lidar = [GeometricDefect("CK", s, s, {"offset_m": 0.06, "offset_ratio_of_wall": 0.6}, 3.0)
+             for s in (38.0, 40.0)]
+    mapper = mapper_with_lidar(monkeypatch, lidar)
+    ring = np.array([[x, 0.5 * math.cos(a), 0.5 + 0.5 * math.sin(a)]
+                     for x in np.linspace(37.0, 41.0, 41) for a in np.linspace(0, 6.2, 60)])
+    mapper.add_scan(ring, np.array([39.0, 0.0, 0.5]))
+    # Each joint seen, plus a stretched view between them that nearly touches both: one
+    # defect class 0.3-0.4 m apart, but joint defects at two joints are never one
+    mapper.camera_findings.extend([camera_finding(1, "CK", 37.95, 38.1),
+                                   camera_finding(2, "CK", 38.4, 39.1),
+                                   camera_finding(3, "CK", 39.5, 40.2)])
+    segment = mapper.finish(SiteFactors(dn_mm=1000), LENGTH_M)
+    assert [(f.finding.id, f.finding.start_m, f.finding.source) for f in segment.findings] == [
+        ("F001", 38.0, "camera+lidar"), ("F003", 40.0, "camera+lidar")]
+    assert any(line.startswith("F002 CK at 38.40 m: rejected") for line in segment.ungraded)
