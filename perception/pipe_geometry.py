@@ -509,6 +509,9 @@ def measure_sediment(cloud: PipeCloud, s_start_m: float, s_end_m: float,
     # Bed points: the surface across the middle of the ring, around the median level
     band = ((np.abs(points.lateral_m - circle.centre_lateral_m) < 0.4 * circle.radius_m)
             & (np.abs(points.vertical_m - bed) < BED_MARGIN_M))
+    if not band.any():  # the fitted ring's middle misses the bed (a scrambled cloud)
+        raise InsufficientPointsError(f"no bed points under the fitted ring's middle in s "
+                                      f"[{s_start_m:.2f}, {s_end_m:.2f}) m")
     bed_level = float(np.median(points.vertical_m[band]))
     depth = bed_level - invert
     return SedimentMeasurement(depth, depth / nominal_diameter_m * 100.0, bed_level, invert,
@@ -877,7 +880,10 @@ def _find_deposits(cloud: PipeCloud, profile: RingProfile, nominal_d: float,
         top = np.flatnonzero(np.nan_to_num(h, nan=0.0) >= usual + 0.9 * (peak - usual))
         top_s0 = float(profile.s_start_m[first + top[0]])
         top_s1 = float(profile.s_start_m[first + top[-1]]) + profile.step_m
-        m = measure_sediment(cloud, top_s0, top_s1, nominal_d)
+        try:
+            m = measure_sediment(cloud, top_s0, top_s1, nominal_d)
+        except InsufficientPointsError:
+            continue
         found.append(GeometricDefect("CJ", s0, s1, {"depth_m": m.depth_m,
                                                     "depth_pct_of_d": m.depth_pct_of_d}, 6.0))
     return found

@@ -320,3 +320,14 @@ def test_a_deposit_with_an_uneven_top_starts_where_its_ramp_meets_the_invert(
     (deposit,) = [d for d in found if d.code == "CJ"]
     assert deposit.s_start_m == pytest.approx(9.0, abs=0.2)
     assert deposit.s_end_m == pytest.approx(13.0, abs=0.2)
+
+
+def test_a_bed_off_the_fitted_rings_middle_is_insufficient_not_nan(
+        rng: np.random.Generator) -> None:
+    # Wall points of a ring centred 0.3 m to the left, a bed only under the right side
+    wall = ring(rng, (0.0, 1.0), centre_m=(0.3, 0.0), bed_m=-0.3)
+    wall = wall[wall[:, 2] > -0.25]
+    bed = np.column_stack([rng.uniform(0.0, 1.0, 400), rng.uniform(-0.15, -0.05, 400),
+                           np.full(400, -0.3)])
+    with pytest.raises(InsufficientPointsError, match="no bed points"):
+        measure_sediment(straight_cloud(wall, bed), 0.0, 1.0, D_M)
