@@ -669,13 +669,18 @@ class FusedLocalizer:
         return True
 
     def add_axis_offset(self, stamp_ns: int, sigma_lateral_m: float, sigma_vertical_m: float,
-                        vertical_offset_m: float = 0.0, axis_name: str | None = None) -> bool:
-        """The robot is on the axis now (a crawler on a pipe's invert line), within sigmas."""
+                        vertical_offset_m: float = 0.0, axis_name: str | None = None,
+                        point_base_m: FloatArray | None = None) -> bool:
+        """The robot is on the axis now (a crawler on a pipe's invert line), within sigmas;
+        with ``point_base_m``, that point of base_link (e.g. the pipe's centre the lidar
+        measured) is on it, ``vertical_offset_m`` above."""
         if not self.initialized or stamp_ns < self._key_stamps_ns[0]:
             return False
         # Key pose at the stamp
         at = self._attach(stamp_ns)
         point = at.T_key_at[:3, 3].copy()
+        if point_base_m is not None:
+            point = at.T_key_at[:3, :3] @ np.asarray(point_base_m, dtype=np.float64) + point
         T_site_point = self._latest_pose.matrix()
         axis, _ = self.site.locate(T_site_point[:3, 3], axis_name or self._axis_name)
         # Offset factor from the axis, robust (a lateral connection or a bend can mislead)

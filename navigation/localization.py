@@ -27,6 +27,7 @@ from navigation.deskew import deskew, so3_log
 from navigation.fusion import FusedLocalizer, FusionConfig, LocalizationEstimate
 from navigation.lidar_odometry import LidarOdometry, LidarOdometryConfig, se3_exp, twist
 from navigation.loop_closure import LoopCloser, LoopClosureConfig
+from navigation.pipe_features import PipeCentreConfig, pipe_centre
 from navigation.records import (
     FixSource,
     LaserScan2D,
@@ -58,6 +59,12 @@ class PipelineConfig:
     pipe_axis_sigma_vertical_m: float = 0.03
     pipe_axis_vertical_offset_m: float = 0.02
     """base_link above the invert line (the tracks straddle the invert)."""
+    pipe_centre: bool = True
+    """3D scans: the pipe's centre measured in the wall ahead (``pipe_features``) is what
+    lies on the axis, so a crawler that wanders off the invert is seen to (and steered
+    back); the assumption above only where no round wall is fitted."""
+    pipe_centre_fit: PipeCentreConfig = field(default_factory=PipeCentreConfig)
+    pipe_centre_sigma_m: float = 0.02
     loop_closure: bool = True
     """Register scans against earlier keyframes when back near them (not in pipes: a pipe
     looks the same everywhere along its axis)."""
@@ -245,6 +252,8 @@ class LocalizationPipeline:
         self.predictor = MotionPredictor(self.T_base_lidar)
         self.sky_landmarks = SkyLandmarks(site, self.config)
         self._scans = 0
+        self.pipe_centres = 0
+        """Pipe-axis factors placed by the measured bore centre (the rest: on the invert)."""
         self.last_lidar: LidarOdometryResult | None = None
         self.wall_headings = 0
         """Heading measurements from the walls handed to the smoother."""
@@ -272,13 +281,12 @@ class LocalizationPipeline:
             self.predictor.observe(result)
         # Smoother: lidar along its constrained directions only
         self.localizer.add_lidar_odometry(result, self.T_base_lidar)
-        # In a pipe the crawler rides the invert line of the site's axis
+        # In a pipe: the bore's centre ahead lies on the site's axis (the invert line) lifted
+        # by the radius; no round wall in view: the crawler rides the invert
         self._scans += 1
         cfg = self.config
         if self.site.site_type is SiteType.PIPE and self._scans % cfg.pipe_axis_every_n_scans == 0:
-            self.localizer.add_axis_offset(scan.stamp_ns, cfg.pipe_axis_sigma_lateral_m,
-                                           cfg.pipe_axis_sigma_vertical_m,
-                                           cfg.pipe_axis_vertical_offset_m)
+            self._observe_pipe(scan, result)
         # At a key pose's scan: the walls' direction, loop closure
         key = self.localizer.key_at(scan.stamp_ns)
         if (isinstance(scan, LidarScan3D) and key is not None and self.last_lidar is not None
@@ -290,6 +298,24 @@ class LocalizationPipeline:
                 self._close_loops(key, points_base)
         self.last_lidar = result
         return result
+
+    def _observe_pipe(self, scan: LidarScan3D | LaserScan2D, result: LidarOdometryResult
+                      ) -> None:
+        """Where the crawler sits across the bore: an absolute lateral and vertical position."""
+        cfg = self.config
+        centre = None
+        if (cfg.pipe_centre and isinstance(scan, LidarScan3D) and self.last_lidar is not None
+                and result.fitness >= cfg.wall_heading_min_fitness):
+            centre = pipe_centre(self._key_scan_points(scan, result), cfg.pipe_centre_fit)
+        if centre is None:
+            self.localizer.add_axis_offset(scan.stamp_ns, cfg.pipe_axis_sigma_lateral_m,
+                                           cfg.pipe_axis_sigma_vertical_m,
+                                           cfg.pipe_axis_vertical_offset_m)
+            return
+        self.pipe_centres += 1
+        self.localizer.add_axis_offset(scan.stamp_ns, cfg.pipe_centre_sigma_m,
+                                       cfg.pipe_centre_sigma_m, centre.radius_m,
+                                       point_base_m=centre.point_base_m)
 
     def _key_scan_points(self, scan: LidarScan3D, result: LidarOdometryResult) -> FloatArray:
         """The scan deskewed by its registered motion, in base_link at its stamp."""
