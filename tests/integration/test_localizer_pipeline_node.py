@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -27,11 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pytest
-import rclpy
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import OccupancyGrid, Odometry
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from rclpy.serialization import deserialize_message
@@ -62,7 +58,7 @@ from navigation.records import FixSource, LidarScan3D, OdometrySample, PositionF
 from navigation.site import Site, dump_site, site_from_truth
 from sim_worlds.simulator.recording import record_drive
 from sim_worlds.simulator.simulation import SimConfig, Simulation
-from tests.integration.ros_harness import DISCOVERY_TIMEOUT_S, RosProbe, wait_until
+from tests.integration.ros_harness import DISCOVERY_TIMEOUT_S, RosProbe, SpunNodes, wait_until
 
 DRIVE_S = 12.0
 SEED = 1
@@ -118,8 +114,11 @@ def begin_where_put_down(site: Site, start_m: np.ndarray) -> Site:
     return replace(site, axes=(first, *site.axes[1:]))
 
 
-class NodesUnderTest:
-    """The localizer and slam nodes on simulated time, in a context of their own."""
+class NodesUnderTest(SpunNodes):
+    """The localizer and slam nodes on simulated time, in a context of their own.
+
+    ``close()`` destroys the localizer (its worker too) and the slam node, then shuts down.
+    """
 
     def __init__(self, drive: Drive, source: Literal["pipeline", "slam_topic"] = "pipeline"
                  ) -> None:
@@ -128,31 +127,11 @@ class NodesUnderTest:
                                localization=LocalizationConfig(site_file=str(drive.site_file),
                                                                source=source))
         sim_time = [Parameter("use_sim_time", value=True)]
-        self.context = Context()
-        rclpy.init(context=self.context)
+        super().__init__()
         self.localizer = LocalizerNode(config, context=self.context,
                                        parameter_overrides=sim_time)
         self.slam = SlamNode(config, context=self.context, parameter_overrides=sim_time)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.localizer)
-        self.executor.add_node(self.slam)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001  (context torn down between ok() and spin)
-                return
-
-    def close(self) -> None:
-        """Stop spinning, destroy the nodes (the localizer's worker too), shut down."""
-        self.executor.shutdown(timeout_sec=1.0)
-        self.localizer.destroy_node()
-        self.slam.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(2.0)
+        self.spin(self.localizer, self.slam)
 
 
 @pytest.fixture

@@ -11,18 +11,14 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import rclpy
 from geometry_msgs.msg import PoseWithCovarianceStamped, Twist
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.utilities import ok, try_shutdown
+from rclpy.utilities import ok
 from sensor_msgs.msg import BatteryState
 from std_msgs.msg import Bool, Float32MultiArray, Float64, Header, MultiArrayDimension, String
 from std_srvs.srv import Trigger
@@ -33,7 +29,7 @@ from crawler_navigation.mission_executor_node import (
     STATUS_QOS,
     MissionExecutorNode,
 )
-from tests.integration.ros_harness import DISCOVERY_TIMEOUT_S, RosProbe, wait_until
+from tests.integration.ros_harness import DISCOVERY_TIMEOUT_S, RosProbe, SpunNodes, wait_until
 
 pytestmark = [pytest.mark.ros]
 
@@ -110,31 +106,13 @@ class FakeCrawler:
         self.pub_heartbeat.publish(Header(frame_id="laptop"))
 
 
-class NodeUnderTest:
+class NodeUnderTest(SpunNodes):
     """The mission_executor in a context of its own, spun in a background thread."""
 
     def __init__(self, plan: Path) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context)
+        super().__init__()
         self.node = MissionExecutorNode(str(plan), context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001  (context torn down between ok() and spin)
-                return
-
-    def close(self) -> None:
-        """Stop spinning, destroy the node, shut the context down."""
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()  # type: ignore[no-untyped-call]
-        try_shutdown(context=self.context)
-        self._thread.join(2.0)
+        self.spin(self.node)
 
 
 @pytest.fixture

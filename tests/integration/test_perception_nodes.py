@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,6 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import String
@@ -37,7 +34,7 @@ from navigation.geodesy import GeodeticOrigin
 from navigation.site import Axis, Site, SiteType, dump_site
 from perception.detectors import Detection
 from perception.detectors.base import ImageBGR
-from tests.integration.ros_harness import DISCOVERY_TIMEOUT_S, RosProbe, wait_until
+from tests.integration.ros_harness import DISCOVERY_TIMEOUT_S, RosProbe, SpunNodes, wait_until
 
 pytestmark = [pytest.mark.ros]
 
@@ -131,34 +128,14 @@ def ring_cloud(stamp_ns: int) -> PointCloud2:
     return msg
 
 
-class NodesUnderTest:
+class NodesUnderTest(SpunNodes):
     """The two nodes in a context of their own, spun by one SingleThreadedExecutor."""
 
     def __init__(self, config: CrawlerConfig) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context)
+        super().__init__()
         self.detector = DefectDetectorNode(config, context=self.context)
         self.mapper = DefectMapperNode(config, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.detector)
-        self.executor.add_node(self.mapper)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001  (context torn down between ok() and spin)
-                return
-
-    def close(self) -> None:
-        """Stop spinning, destroy the nodes, shut the context down."""
-        self.executor.shutdown(timeout_sec=1.0)
-        self.detector.destroy_node()
-        self.mapper.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(2.0)
+        self.spin(self.detector, self.mapper)
 
 
 @pytest.fixture
