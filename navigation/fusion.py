@@ -454,13 +454,13 @@ def heading_error(yaw_rad: float, R_key_at: FloatArray) -> ErrorFunction:
     return error
 
 
-def axis_offset_error(axis: Axis, point_in_key_m: FloatArray,
-                      vertical_offset_m: float) -> ErrorFunction:
-    """Error of "this point of the key frame lies on the axis": (lateral, vertical) offsets.
+def axis_offset_error(axis: Axis, point_in_key_m: FloatArray, vertical_offset_m: float,
+                      lateral_offset_m: float = 0.0) -> ErrorFunction:
+    """Error of "this point of the key frame is at (lateral, vertical) offsets from the axis".
 
     With d the unit direction of the nearest axis segment through a, the lateral axis is
     n1 = z x d (normalised) and the vertical one n2 = d x n1; the error is
-    (n1 . (X p - a), n2 . (X p - a) - vertical_offset_m).
+    (n1 . (X p - a) - lateral_offset_m, n2 . (X p - a) - vertical_offset_m).
     """
 
     def error(this: gtsam.CustomFactor, values: gtsam.Values,
@@ -476,7 +476,8 @@ def axis_offset_error(axis: Axis, point_in_key_m: FloatArray,
         basis = np.vstack([lateral, vertical])
         if jacobians is not None:
             jacobians[0] = basis @ H_point
-        residual: FloatArray = basis @ (point - foot) - np.array([0.0, vertical_offset_m])
+        residual: FloatArray = basis @ (point - foot) - np.array([lateral_offset_m,
+                                                                  vertical_offset_m])
         return residual
 
     return error
@@ -670,24 +671,22 @@ class FusedLocalizer:
 
     def add_axis_offset(self, stamp_ns: int, sigma_lateral_m: float, sigma_vertical_m: float,
                         vertical_offset_m: float = 0.0, axis_name: str | None = None,
-                        point_base_m: FloatArray | None = None) -> bool:
-        """The robot is on the axis now (a crawler on a pipe's invert line), within sigmas;
-        with ``point_base_m``, that point of base_link (e.g. the pipe's centre the lidar
-        measured) is on it, ``vertical_offset_m`` above."""
+                        lateral_offset_m: float = 0.0) -> bool:
+        """The robot is on the axis now (a crawler on a pipe's invert line), within sigmas,
+        ``vertical_offset_m`` above it and ``lateral_offset_m`` to its left (measured)."""
         if not self.initialized or stamp_ns < self._key_stamps_ns[0]:
             return False
         # Key pose at the stamp
         at = self._attach(stamp_ns)
         point = at.T_key_at[:3, 3].copy()
-        if point_base_m is not None:
-            point = at.T_key_at[:3, :3] @ np.asarray(point_base_m, dtype=np.float64) + point
         T_site_point = self._latest_pose.matrix()
         axis, _ = self.site.locate(T_site_point[:3, 3], axis_name or self._axis_name)
         # Offset factor from the axis, robust (a lateral connection or a bend can mislead)
         noise = self._robust(gtsam.noiseModel.Diagonal.Sigmas(
             np.array([sigma_lateral_m, sigma_vertical_m])), self.config.landmark_kernel_width)
         self._add_factor(gtsam.CustomFactor(noise, [X(at.index)],
-                                            axis_offset_error(axis, point, vertical_offset_m)))
+                                            axis_offset_error(axis, point, vertical_offset_m,
+                                                              lateral_offset_m)))
         self._update()
         return True
 

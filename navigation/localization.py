@@ -27,7 +27,7 @@ from navigation.deskew import deskew, so3_log
 from navigation.fusion import FusedLocalizer, FusionConfig, LocalizationEstimate
 from navigation.lidar_odometry import LidarOdometry, LidarOdometryConfig, se3_exp, twist
 from navigation.loop_closure import LoopCloser, LoopClosureConfig
-from navigation.pipe_features import PipeCentreConfig, pipe_centre
+from navigation.pipe_features import PipeCentre, PipeCentreConfig, pipe_centre
 from navigation.records import (
     FixSource,
     LaserScan2D,
@@ -60,9 +60,9 @@ class PipelineConfig:
     pipe_axis_vertical_offset_m: float = 0.02
     """base_link above the invert line (the tracks straddle the invert)."""
     pipe_centre: bool = True
-    """3D scans: the pipe's centre measured in the wall ahead (``pipe_features``) is what
-    lies on the axis, so a crawler that wanders off the invert is seen to (and steered
-    back); the assumption above only where no round wall is fitted."""
+    """3D scans: the crawler's lateral offset from the axis is measured from the bore's
+    centre in the wall ahead (``pipe_features``), so a crawler that wanders off the invert
+    is seen to (and steered back); no round wall fitted: on the axis, as above."""
     pipe_centre_fit: PipeCentreConfig = field(default_factory=PipeCentreConfig)
     pipe_centre_sigma_m: float = 0.02
     loop_closure: bool = True
@@ -301,21 +301,32 @@ class LocalizationPipeline:
 
     def _observe_pipe(self, scan: LidarScan3D | LaserScan2D, result: LidarOdometryResult
                       ) -> None:
-        """Where the crawler sits across the bore: an absolute lateral and vertical position."""
+        """Where the crawler sits across the bore: an absolute lateral position."""
         cfg = self.config
-        centre = None
+        lateral_m, sigma_m = 0.0, cfg.pipe_axis_sigma_lateral_m
         if (cfg.pipe_centre and isinstance(scan, LidarScan3D) and self.last_lidar is not None
                 and result.fitness >= cfg.wall_heading_min_fitness):
             centre = pipe_centre(self._key_scan_points(scan, result), cfg.pipe_centre_fit)
-        if centre is None:
-            self.localizer.add_axis_offset(scan.stamp_ns, cfg.pipe_axis_sigma_lateral_m,
-                                           cfg.pipe_axis_sigma_vertical_m,
-                                           cfg.pipe_axis_vertical_offset_m)
-            return
-        self.pipe_centres += 1
-        self.localizer.add_axis_offset(scan.stamp_ns, cfg.pipe_centre_sigma_m,
-                                       cfg.pipe_centre_sigma_m, centre.radius_m,
-                                       point_base_m=centre.point_base_m)
+            if centre is not None:
+                lateral_m, sigma_m = self._lateral_of(centre), cfg.pipe_centre_sigma_m
+                self.pipe_centres += 1
+        self.localizer.add_axis_offset(scan.stamp_ns, sigma_m, cfg.pipe_axis_sigma_vertical_m,
+                                       cfg.pipe_axis_vertical_offset_m,
+                                       lateral_offset_m=lateral_m)
+
+    def _lateral_of(self, centre: PipeCentre) -> float:
+        """base_link's offset to the left of the axis, from the bore centre it sees.
+
+        Only the lateral part: a deformed (BX) ring's centre sits low or high, but stays
+        square across; the height above the invert keeps the riding assumption.
+        """
+        T_site_base = self.localizer.estimate().T_site_base
+        axis, _ = self.site.locate(T_site_base[:3, 3])
+        _, direction = axis.chainage_and_direction(T_site_base[:3, 3])
+        left = np.cross([0.0, 0.0, 1.0], direction)
+        left /= max(float(np.linalg.norm(left)), 1e-9)
+        to_centre = T_site_base[:3, :3] @ centre.point_base_m
+        return -float(left @ to_centre)
 
     def _key_scan_points(self, scan: LidarScan3D, result: LidarOdometryResult) -> FloatArray:
         """The scan deskewed by its registered motion, in base_link at its stamp."""

@@ -10,9 +10,10 @@ from the controller that should steer it back. The pipe wall itself is an absolu
 (the pipe's cross-section while the crawler heads along the pipe): the points of a short slice
 ahead, above the water and any deposit, by an algebraic (Kasa) fit refined by iteratively
 re-weighted least squares with Tukey weights (roots, a lateral's opening or a joint's step
-are outliers). Its centre in base_link, set against the site axis (the pipe's invert line)
-lifted by the fitted radius, places the crawler across the bore: the smoother's pipe-axis
-factor then constrains the measured centre, not the crawler, to lie on the axis.
+are outliers). The centre's lateral offset in base_link, turned into the site frame, is the
+crawler's lateral offset from the site axis (the invert line lies under the centre): the
+smoother's pipe-axis factor takes it instead of assuming 0. Only the lateral part: in a
+deformed (BX) section the fitted centre moves up or down, not across.
 """
 
 from __future__ import annotations
