@@ -29,6 +29,7 @@ from navigation.fusion import (
 )
 from navigation.geodesy import GeodeticOrigin, SiteFrame
 from navigation.localization import LocalizationPipeline, MotionPredictor, PipelineConfig
+from navigation.pipe_features import PipeCentre
 from navigation.records import (
     FixSource,
     LidarOdometryResult,
@@ -521,6 +522,30 @@ def test_axis_offset_holds_a_heading_biased_crawler_on_the_pipe_axis() -> None:
     assert abs(on_axis[1]) < 0.1  # ...the invert line holds it on
     assert abs(on_axis[2]) < 0.05
     assert on_axis[0] == pytest.approx(60.0, abs=1.5)  # along the pipe: still odometry's
+
+
+def test_a_measured_lateral_offset_places_the_crawler_beside_the_axis() -> None:
+    # The bore centre seen 0.2 m to the crawler's left: it rides 0.2 m right of the axis
+    drive = Drive(speed_mps=0.5, duration_s=60.0)
+    localizer = _localizer()
+    axis_events: list[Event] = [
+        (s, 5, partial(localizer.add_axis_offset, s, 0.02, 0.03, 0.0, None, -0.2))
+        for s in drive.stamps_ns(2.0)]
+    _run(_wheel_events(localizer, drive) + axis_events)
+    position = localizer.estimate().position_m
+    assert position[1] == pytest.approx(-0.2, abs=0.02)
+    assert abs(position[2]) < 0.05
+
+
+@pytest.mark.parametrize(("yaw_rad", "expected_m"), [(0.0, -0.2), (math.pi, 0.2)])
+def test_the_bore_centre_on_the_left_means_the_crawler_is_right_of_the_axis(
+        yaw_rad: float, expected_m: float) -> None:
+    pipeline = LocalizationPipeline(_site(), np.eye(4))
+    pipeline.initialize(_planar(10.0, 0.0, yaw_rad), 0)
+    # Facing down the axis, the centre to its left: right of the axis; facing back: left
+    centre = PipeCentre(lateral_m=0.2, vertical_m=0.47, radius_m=0.5, residual_m=0.005,
+                        points=500)
+    assert pipeline._lateral_of(centre) == pytest.approx(expected_m, abs=1e-6)
 
 
 # --- skid-steer turns: the wheels over-read the turn -----------------------------------------
