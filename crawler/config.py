@@ -84,7 +84,7 @@ class PerceptionConfig(_Section):
     iou_threshold: float = Field(0.5, gt=0.0, le=1.0)
     image_size_px: int = Field(640, gt=0)
     min_frames: int = Field(3, ge=1)  # frames that confirm a finding
-    min_confidence: float = Field(0.5, ge=0.0, le=1.0)  # mean confidence of a finding
+    min_confidence: float = Field(0.6, ge=0.0, le=1.0)  # of the better half of its views
     pipe_inner_diameter_m: float = Field(1.0, gt=0.0)
     pipe_wall_thickness_m: float = Field(0.1, gt=0.0)
     pipe_axis: str = ""  # site axis the findings are placed on; empty: the site's first

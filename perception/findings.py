@@ -163,15 +163,19 @@ class _Track:
 class FindingTracker:
     """Joins placed detections into findings as the crawler drives along one pipe axis.
 
-    ``min_frames`` observations (with a mean confidence of at least ``min_confidence``)
-    confirm a track; it is reported once the camera is ``close_after_m`` past its end, or at
-    ``flush()``. The start is the median of the starts of the ``near_views`` observations
-    nearest to it; the end, the median of the ends seen from within ``far_view_m`` (rays to a
-    far end graze the wall), or the farthest near edge seen if that reaches farther.
+    ``min_frames`` observations confirm a track if the better half of them has a mean
+    confidence of at least ``min_confidence`` (a defect is seen weakly from afar and strongly
+    close up: the mean of all views punishes a long approach; a stain stays weak throughout);
+    it is reported once the camera is ``close_after_m`` past its end, or at ``flush()``. The
+    start is the median of the starts of the ``near_views`` observations nearest to it, among
+    the views of its near end (starts within ``gate_m`` of the 25th percentile: a view of a
+    long defect's far part alone starts later); the end, the median of the ends seen from
+    within ``far_view_m`` (rays to a far end graze the wall), or the farthest near edge seen
+    if that reaches farther.
     """
 
     def __init__(self, pipe: PipeModel, camera: PinholeCamera, *, min_frames: int = 3,
-                 min_confidence: float = 0.5, gate_m: float = 0.5, clock_gate_h: float = 2.5,
+                 min_confidence: float = 0.6, gate_m: float = 0.5, clock_gate_h: float = 2.5,
                  close_after_m: float = 0.5, near_views: int = 5, far_view_m: float = 3.0,
                  id_prefix: str = "F") -> None:
         self.pipe = pipe
@@ -277,12 +281,16 @@ class FindingTracker:
 
     def _finding(self, track: _Track) -> Finding | None:
         observations = track.observations
-        confidence = float(np.mean([o.confidence for o in observations]))
+        confidences = sorted(o.confidence for o in observations)
+        confidence = float(np.mean(confidences[len(confidences) // 2:]))
         if len(observations) < self.min_frames or confidence < self.min_confidence:
             return None
-        # Nearest whole views place the wall best (a box cut by the image border is not whole)
+        # Nearest whole views of the near end place it best (a box cut by the image border is
+        # not whole; a box around a long defect's far part alone starts late)
         whole = [o for o in observations if not o.clipped] or observations
-        near = sorted(whole, key=lambda o: abs(o.start_m - o.camera_distance_m))
+        first_m = float(np.percentile([o.start_m for o in whole], 25.0))
+        near_end = [o for o in whole if o.start_m <= first_m + self.gate_m]
+        near = sorted(near_end, key=lambda o: abs(o.start_m - o.camera_distance_m))
         near = near[: self.near_views]
         start_m = float(np.median([o.start_m for o in near]))
         end_m = max(self._far_end(observations), start_m)

@@ -49,9 +49,10 @@ INTRUDING_CODES = frozenset({"SG", "ZW", "AJ", "CQ", "CR"})
 CAMERA_CONFIRMED_CODES = frozenset({INTRUSION, "TJ"})  # lidar alone does not report these
 JOIN_GAP_M = 0.6  # a camera finding and a lidar defect this close along the pipe are one
 DUPLICATE_GAP_M = 0.5  # camera findings of one class this close are one defect seen twice
-# Defects of one joint: two findings of these that do not overlap lie at two joints (pipe
-# sections are 1-2.5 m long), however close, and merging them would hide one
+# Defects of one joint: two findings of these further apart than JOINT_DUPLICATE_GAP_M lie
+# at two joints (pipe sections are 1-2.5 m long), and merging them would hide one
 JOINT_CODES = frozenset({"CK", "TJ"})
+JOINT_DUPLICATE_GAP_M = 0.3
 END_MARGIN_M = 0.5  # lidar-only findings this close to a manhole are its wall, not a defect
 
 
@@ -257,13 +258,13 @@ class DefectMapper:
 
 def merge_duplicates(findings: Sequence[Finding], gap_m: float) -> list[Finding]:
     """One finding per defect: a track that lost and regained a defect made two findings of
-    one class whose extents overlap or nearly touch (joint defects: overlap); keep the one seen
+    one class whose extents overlap or nearly touch (joint defects: closer); keep the one seen
     in more frames, spanning both (clock positions are not compared: the two views placed the
     same defect)."""
     merged: list[Finding] = []
     for finding in sorted(findings, key=lambda f: (f.code, f.start_m)):
         last = merged[-1] if merged else None
-        allowed_m = 0.0 if finding.code in JOINT_CODES else gap_m
+        allowed_m = min(gap_m, JOINT_DUPLICATE_GAP_M) if finding.code in JOINT_CODES else gap_m
         if (last is None or last.code != finding.code
                 or finding.start_m - last.end_m > allowed_m):
             merged.append(finding)

@@ -716,6 +716,9 @@ class DefectThresholds:
     """CJ: a deposit extends while the bed stands this much above the pipe's usual level."""
     open_sectors_per_side: int = 2
     """TJ: open sectors needed on each side (see ``RingProfile``)."""
+    max_joint_gap_m: float = 0.2
+    """TJ: a wider 'gap' is no separated joint (CJJ 181's worst grade starts at 50 mm) but
+    scans smeared by a pose error, or a missing section."""
     window_bins: int = 3
     """Bins on each side of a joint compared for CK."""
     step_intrusion_margin_m: float = 0.03
@@ -906,6 +909,8 @@ def _find_open_joints(cloud: PipeCloud, profile: RingProfile, nominal_d: float,
         start, end = gap
         # Returns are averaged into voxel cells: their centres spread one cell wider than the gap
         width_m = max(end - start - cloud.voxel_m, 0.0)
+        if width_m > limits.max_joint_gap_m:
+            continue
         found.append(GeometricDefect("TJ", start, end, {"gap_mm": width_m * 1000.0},
                                      12.0))
     return found

@@ -127,3 +127,20 @@ def test_low_confidence_tracks_are_dropped() -> None:
     for i in range(10):
         tracker.update(i, [Detection("PL", box, 0.3)], T)
     assert tracker.flush() == []
+
+
+def test_a_defect_weak_from_afar_and_strong_close_up_is_confirmed_a_stain_is_not() -> None:
+    tracker = FindingTracker(PIPE, CAMERA)  # min_confidence 0.6 of the better half of views
+    findings = []
+    for i, x in enumerate(np.linspace(4.0, 9.4, 30)):
+        T = camera_at(float(x))
+        detections = []
+        near = 10.0 - x < 3.0  # the crack: 0.3 from afar (20 views), 0.75 close up (10)
+        detections.append(Detection("PL", patch_box(10.0, 10.6, 12.0, 1.0, T),
+                                    0.75 if near else 0.3))
+        detections.append(Detection("SL", patch_box(10.0, 10.4, 3.0, 1.0, T), 0.45))  # a stain
+        findings += tracker.update(i * 100_000_000, detections, T)
+    findings += tracker.flush()
+    assert [f.code for f in findings] == ["PL"]  # the mean of all its views is below 0.6
+    assert findings[0].confidence > 0.6
+

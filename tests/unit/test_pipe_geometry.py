@@ -331,3 +331,17 @@ def test_a_bed_off_the_fitted_rings_middle_is_insufficient_not_nan(
                            np.full(400, -0.3)])
     with pytest.raises(InsufficientPointsError, match="no bed points"):
         measure_sediment(straight_cloud(wall, bed), 0.0, 1.0, D_M)
+
+
+def test_a_gap_wider_than_any_joint_is_not_an_open_joint(rng: np.random.Generator) -> None:
+    # Returns from behind the wall over 0.6 m at both sides: smeared scans, not a joint
+    water = -0.4
+    wall = ring(rng, (0.0, 8.0), bed_m=water)
+    n = 3000
+    behind = []
+    for side in (-1.0, 1.0):
+        behind.append(np.column_stack([rng.uniform(4.0, 4.6, n), np.full(n, side * 0.62),
+                                       rng.uniform(-0.2, 0.2, n)]))
+    cloud = straight_cloud(wall, *behind)
+    found = find_geometric_defects(cloud, D_M, 0.1, s_start_m=0.0, s_end_m=8.0)
+    assert "TJ" not in [d.code for d in found]
