@@ -39,6 +39,7 @@ from perception.detectors.letterbox import (
     cxcywh_to_xyxy,
     letterbox,
     nms,
+    to_blob,
     unletterbox_boxes,
 )
 from perception.errors import ModelLoadError
@@ -100,8 +101,7 @@ class OnnxDetector(StagedDetector[FloatArray, list[NDArray[np.float32]]]):
         """Letterbox, BGR -> RGB, HWC -> NCHW, 0..1."""
         padded, placement = letterbox(image_bgr, self.info.input_hw)
         context.extras["letterbox"] = placement
-        blob = cv2.dnn.blobFromImage(padded, scalefactor=1.0 / 255.0, swapRB=True)
-        return np.asarray(blob, dtype=self.info.input_dtype)
+        return to_blob(padded, self.info.input_dtype)
 
     def _infer(self, prepared: FloatArray) -> list[NDArray[np.float32]]:
         """One session run."""

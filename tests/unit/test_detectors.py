@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -19,7 +20,7 @@ from perception.detectors import (
     load_detector,
 )
 from perception.detectors.base import ImageBGR
-from perception.detectors.letterbox import letterbox, nms, unletterbox_boxes
+from perception.detectors.letterbox import letterbox, nms, to_blob, unletterbox_boxes
 from perception.errors import DetectorSpecError, ImageError, ModelLoadError
 
 pytestmark = [
@@ -399,3 +400,14 @@ def test_detect_bench_times_the_stages_of_an_onnx_model(
     assert set(result["stage_ms"]) == {"preprocess", "infer", "postprocess"}
     assert 0.0 <= result["map50"] <= 1.0
     assert result["classes_not_in_detector"] == []
+
+
+def test_the_network_input_is_rgb_nchw_in_0_to_1() -> None:
+    image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    blob = to_blob(image)
+    assert blob.shape == (1, 3, 48, 64) and blob.dtype == np.float32
+    reference = cv2.dnn.blobFromImage(image, scalefactor=1.0 / 255.0, swapRB=True)
+    assert np.array_equal(blob, reference)
+    assert blob[0, 0, 5, 7] == np.float32(image[5, 7, 2] / 255.0)  # R comes from BGR's last
+    half = to_blob(image, np.float16)
+    assert half.dtype == np.float16 and float(np.abs(half - blob).max()) < 1e-3
