@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from crawler.json_text import to_json as to_json
 from navigation.mission.executor import ExecutorConfig, FindingNotice, RobotReadings
 from navigation.mission.plan import EndBehaviour, MissionPlan, PhotographAt, Scan360
 from navigation.mission.safety import GasReadings
@@ -105,21 +106,6 @@ def position_sigma_m(covariance: Sequence[float]) -> float:
         return math.inf
     largest = float(np.max(np.linalg.eigvalsh(0.5 * (xy + xy.T))))
     return math.sqrt(max(largest, 0.0))
-
-
-def to_json(doc: Any) -> str:
-    """Compact JSON; NaN and infinities (not JSON) become null."""
-    return json.dumps(_plain(doc), ensure_ascii=False, allow_nan=False)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 # --- what the node has heard -----------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from crawler.json_text import to_json as to_json
 from navigation.bag_io import cloud_from_msg
 from navigation.pose_history import PoseHistory
 from perception.detectors import Detection, ImageBGR
@@ -306,23 +307,6 @@ def segment_summary(segment: SegmentMap, axis: str) -> str:
             f"F={e.F:.2f} ({e.structural.grade.label}), G={e.G:.2f} "
             f"({e.functional.grade.label}), RI={e.RI:.2f} ({e.repair.text_en}), "
             f"MI={e.MI:.2f} ({e.maintenance.text_en})")
-
-
-def to_json(doc: Any) -> str:
-    """Compact JSON; NaN and infinities (not JSON) become null, numpy scalars plain numbers."""
-    return json.dumps(_plain(doc), ensure_ascii=False, allow_nan=False)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def marker_labels(findings: Iterable[Finding]) -> list[tuple[str, tuple[float, float, float]]]:
