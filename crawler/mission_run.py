@@ -601,6 +601,12 @@ class _Mission:
                                                  "finding")
                 folder.add_finding(graded, float(lat), float(lon), photo,
                                    stamp_ns=f.last_stamp_ns or self.sim.now_ns)
+            # Confirmed on the way but not in the final map: rejected by the lidar, or merged
+            final_ids = {g.finding.id for g in segment.findings}
+            rejected = {line.split(" ", 1)[0] for line in segment.ungraded}
+            for finding_id in self.findings.keys() - final_ids:
+                folder.set_finding_status(finding_id,
+                                          "rejected" if finding_id in rejected else "merged")
             folder.set_segment(segment.evaluation)
         if self.scans:
             with contextlib.suppress(Exception):

@@ -586,6 +586,13 @@ class MissionFolder:
                              f"VALUES ({', '.join('?' * len(_FINDING_COLUMNS))})", row)
             self._db.commit()
 
+    def set_finding_status(self, finding_id: str, status: str) -> None:
+        """Change a finding's status (a provisional finding the final grading rejected or
+        merged into another stays in the table, not counted) and commit at once."""
+        with self._lock:
+            self._db.execute("UPDATE findings SET status = ? WHERE id = ?", (status, finding_id))
+            self._db.commit()
+
     def add_photo(self, name: str, image: bytes | NDArray[np.uint8], stamp_ns: int,
                   distance_m: float, kind: str, finding_id: str | None = None) -> str:
         """Save a photo as ``images/NAME`` (JPEG bytes, or a BGR image encoded here) and list

@@ -79,6 +79,9 @@ def test_writes_the_format_and_reads_it_back(tmp_path: Path, plan: MissionPlan) 
     evaluation = evaluate_segment([DefectRecord("PL", 2, 2.05, 2.45)], 120.0,
                                   SiteFactors(dn_mm=1000.0))
     folder.set_segment(evaluation)
+    # Confirmed on the way, rejected by the final grading: kept, not counted
+    folder.add_finding(finding(2, 7.0), stamp_ns=NS)
+    folder.set_finding_status("F002", "rejected")
     folder.close("completed", "end of the route reached; back at the entry")
 
     record = MissionFolder.read(tmp_path / "m")
@@ -88,7 +91,8 @@ def test_writes_the_format_and_reads_it_back(tmp_path: Path, plan: MissionPlan) 
     assert record.mission_plan() == plan
     assert record.progress.distance_done_m == pytest.approx(0.5)
     assert record.events[0] == {"stamp_ns": 0, "kind": "state", "state": "driving"}
-    (row,) = record.findings
+    row, rejected = record.findings
+    assert (rejected.id, rejected.status) == ("F002", "rejected")
     assert (row.id, row.code, row.grade, row.start_m, row.photo) == ("F001", "PL", 2, 2.05,
                                                                      photo)
     assert row.unverified == ["row [heuristic]"] and row.measured == {"x": 1.0}
