@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +121,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return status
     if args.drive:
         return _drive_demo(Path(args.out))
-    out = Path(args.out) / "mission"
+    # A folder per run: a mission folder is never overwritten
+    out = Path(args.out) / f"mission_{datetime.now(UTC):%Y%m%d_%H%M%S}"
     print("crawler demo: an autonomous inspection of the 120 m DN1000 sewer (sewer_dn1000), "
           "manhole A to B and back", flush=True)
     print(f"  plan {DEMO_PLAN.name}: 0.15 m/s, photos, a close-up at each new finding, "
           "gas/battery/tether safety; simulator, fused localization, the shipped detector, "
-          "CJJ 181 grading; about 10 minutes", flush=True)
+          "CJJ 181 grading; about 6 minutes on two cores", flush=True)
     status = _run_mission_and_report(str(DEMO_PLAN), out, None)
     _print_findings_table(out)
     return status
