@@ -172,7 +172,7 @@ def _run_mission_and_report(plan: str, out: Path, world: str | None) -> int:
         print(f"crawler: the report could not be written: {err}; the mission folder {out} is "
               f"complete (retry: crawler mission report {out})", file=sys.stderr)
         return EXIT_FAILURE
-    print(f"mission {files.state}: {files.findings} findings; folder {out}")
+    print(f"mission {files.state}: {files.findings} rows in the findings table; folder {out}")
     print(f"  report: {files.html}\n  pdf:    {files.pdf}\n  gis:    {files.geojson}")
     return 0 if summary.get("state") == "completed" else EXIT_FAILURE
 
@@ -559,6 +559,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.ros_args = ros_args
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    # The PDF's font subsetting narrates every table it touches at INFO
+    logging.getLogger("fontTools").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         status = args.func(args)
     except (CrawlerError, PerceptionError) as err:
