@@ -317,7 +317,7 @@ def cmd_mission_report(args: argparse.Namespace) -> int:
         files = build_report(Path(args.folder))
     except ReportError as err:
         raise CrawlerError(str(err)) from err
-    print(f"mission {files.state}: {files.findings} findings")
+    print(f"mission {files.state}: {files.findings} rows in the findings table")
     print(f"  report: {files.html}\n  pdf:    {files.pdf}\n  gis:    {files.geojson}")
     return 0
 
