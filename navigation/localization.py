@@ -281,8 +281,8 @@ class LocalizationPipeline:
             self.predictor.observe(result)
         # Smoother: lidar along its constrained directions only
         self.localizer.add_lidar_odometry(result, self.T_base_lidar)
-        # In a pipe: the bore's centre ahead lies on the site's axis (the invert line) lifted
-        # by the radius; no round wall in view: the crawler rides the invert
+        # In a pipe: the crawler rides the invert line, as far sideways from it as the bore's
+        # centre ahead says (no round wall in view: on it)
         self._scans += 1
         cfg = self.config
         if self.site.site_type is SiteType.PIPE and self._scans % cfg.pipe_axis_every_n_scans == 0:
