@@ -10,6 +10,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
@@ -51,9 +52,10 @@ def test_localizer_tracks_the_crawler_down_the_sewer(probe: RosProbe, tmp_path: 
         assert error_m < 3 * sigma_m + 0.05  # the reported covariance is honest
         assert probe.last("/localization/axis_distance").data == pytest.approx(
             t.x - DATUM_M, abs=0.5)
-        # In the straight pipe the scans leave the axis unconstrained: lidar odometry says so.
-        slam = probe.last("/slam/odometry")
-        assert slam.pose.covariance[0] >= 1e5
+        # In the straight pipe the scans leave the axis unconstrained: lidar odometry says so
+        # (not in every scan: one that sees a joint's ring or a defect may pin it)
+        along_axis = np.array([m.pose.covariance[0] for m in probe.received["/slam/odometry"]])
+        assert along_axis.size and float(np.mean(along_axis >= 1e5)) >= 0.25
         assert sim.poll() is None
     finally:
         stop_process(sim, timeout_s=10.0)
