@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# torch with its CUDA libraries is ~8 GB installed; a wheel cache beside it would double that.
+export PIP_NO_CACHE_DIR := 1
 
 .PHONY: all venv system-deps demo test lint typecheck unit bench clean
 
