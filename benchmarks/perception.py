@@ -20,9 +20,9 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -130,14 +130,16 @@ def findings_on_drive(detector_spec: str, say: Callable[[str], None],
     segment = recorder.finish(estimators[0].trajectory())
     truth = recorder.truth_defects(drive.distance_m)
     scores = score_findings(segment, truth, drive.distance_m)
+    evaluation = segment.evaluation
+    assert evaluation is not None  # a pipe segment is always evaluated
     scores.update(
         distance_m=round(drive.distance_m, 1), frames=len(recorder.frames),
         wall_time_s=round(time.perf_counter() - started, 1),
         detector_ms_per_image=round(recorder.detect_seconds / max(len(recorder.frames), 1)
                                     * 1000.0, 1),
-        segment={"S": round(segment.evaluation.S, 3), "F": round(segment.evaluation.F, 3),
-                 "Y": round(segment.evaluation.Y, 3), "G": round(segment.evaluation.G, 3),
-                 "RI": round(segment.evaluation.RI, 3), "MI": round(segment.evaluation.MI, 3)})
+        segment={"S": round(evaluation.S, 3), "F": round(evaluation.F, 3),
+                 "Y": round(evaluation.Y, 3), "G": round(evaluation.G, 3),
+                 "RI": round(evaluation.RI, 3), "MI": round(evaluation.MI, 3)})
     return scores
 
 
@@ -206,9 +208,23 @@ class _DriveRecorder:
         return [d for d in pipe.defects if d.distance_m <= reach_m]
 
 
-def score_findings(segment: SegmentMap, truth: list[PipeDefect], distance_m: float
+class TruthDefect(Protocol):
+    """A ground-truth defect as scoring needs it (``PipeDefect``, a tunnel's surface feature)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def distance_m(self) -> float: ...
+    @property
+    def grade(self) -> int | None: ...
+
+
+def score_findings(segment: SegmentMap, truth: Sequence[TruthDefect], distance_m: float
                    ) -> dict[str, Any]:
-    """Match findings to truth defects (same class, start within ``MATCH_DISTANCE_M``)."""
+    """Match findings to truth defects (same class, start within ``MATCH_DISTANCE_M``);
+    ``grade_exact`` over the matched truth that has a grade."""
     unmatched = list(segment.findings)
     matched: list[dict[str, Any]] = []
     missed: list[str] = []
@@ -225,8 +241,9 @@ def score_findings(segment: SegmentMap, truth: list[PipeDefect], distance_m: flo
                         "grade": best.grade, "truth_grade": defect.grade,
                         "source": best.finding.source, "basis": best.grade_basis})
     recall = len(matched) / len(truth) if truth else math.nan
-    grade_exact = (sum(m["grade"] == m["truth_grade"] for m in matched) / len(matched)
-                   if matched else math.nan)
+    graded = [m for m in matched if m["truth_grade"] is not None]
+    grade_exact = (sum(m["grade"] == m["truth_grade"] for m in graded) / len(graded)
+                   if graded else math.nan)
     return {
         "finding_recall": round(recall, 3),
         "false_findings_per_100m": round(100.0 * len(unmatched) / max(distance_m, 1e-9), 2),

@@ -1,8 +1,10 @@
-"""From per-frame detections to findings: one per physical defect, placed on the pipe.
+"""From per-frame detections to findings: one per physical defect, placed on the wall.
 
 Each detection is placed by casting rays from the localized camera through points of its box
-(the centre and the midpoints of the four edges) onto the pipe wall, a cylinder of the pipe's
-radius around the site axis (the invert line raised by the radius). The nearest and farthest
+(the centre and the midpoints of the four edges) onto a wall model: in a pipe, a cylinder of
+the pipe's radius around the site axis (the invert line raised by the radius); in a utility
+tunnel, the gallery's rectangular section (walls, ceiling and floor) around its floor
+centreline. The nearest and farthest
 of those wall points give the observation's start and end distance along the pipe, the centre
 its clock position. Observations of the same class that overlap along the pipe and lie within
 a few clock hours join one track; a track becomes a finding when it was seen in enough frames,
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -46,11 +49,37 @@ class PinholeCamera:
 
 @dataclass(frozen=True)
 class WallPoint:
-    """A point of the pipe wall: distance along the pipe, clock position, site coordinates."""
+    """A point of the wall: distance along the axis, clock position, site coordinates."""
 
     distance_m: float
     clock_h: float
     point_m: FloatArray
+
+
+class WallModel(Protocol):
+    """Where camera rays meet the inspected surface, measured along a site axis."""
+
+    @property
+    def axis(self) -> Axis:
+        """The site axis distances are measured along."""
+        ...
+
+    def wall_hit(self, origin_m: FloatArray, direction: FloatArray) -> WallPoint | None:
+        """Where a ray from inside meets the surface (None: it leaves along the bore)."""
+        ...
+
+
+def _clock_hours(lateral_left_m: float, up_m: float) -> float:
+    """Clock position of a section point (12 at the crown, 3 on the right looking along)."""
+    hours = (math.atan2(-lateral_left_m, up_m) / (2.0 * math.pi) * 12.0) % 12.0
+    return 12.0 if hours < 1e-6 else hours
+
+
+def _section_frame(along: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Left and up unit vectors of the cross-section normal to ``along``."""
+    left = np.cross(np.array([0.0, 0.0, 1.0]), along)
+    left /= np.linalg.norm(left)
+    return left, np.cross(along, left)
 
 
 @dataclass(frozen=True)
@@ -90,12 +119,48 @@ class PipeModel:
         centre = self.axis.point_at(distance_m) + np.array([0.0, 0.0, self.radius_m])
         rel = point_m - centre
         # Cross-section axes: left of the direction, and up (rings.clock_point's y and z)
-        left = np.cross(np.array([0.0, 0.0, 1.0]), along)
-        left /= np.linalg.norm(left)
-        up = np.cross(along, left)
-        y, z = float(rel @ left), float(rel @ up)
-        hours = (math.atan2(-y, z) / (2.0 * math.pi) * 12.0) % 12.0
-        return 12.0 if hours < 1e-6 else hours
+        left, up = _section_frame(along)
+        return _clock_hours(float(rel @ left), float(rel @ up))
+
+
+@dataclass(frozen=True)
+class GalleryModel:
+    """A utility-tunnel gallery: its floor centreline (a site axis) and a rectangular section.
+
+    Rays meet the nearest of the two walls (``width_m`` apart), the floor and the ceiling
+    (``height_m`` up); clock positions are taken about the middle of the section, so 3 o'clock
+    is the right wall half way up and 6 the floor's centre line.
+    """
+
+    axis: Axis
+    width_m: float
+    height_m: float
+    max_range_m: float = 50.0
+
+    def wall_hit(self, origin_m: FloatArray, direction: FloatArray) -> WallPoint | None:
+        """Where a ray from inside the gallery meets a wall, the floor or the ceiling."""
+        chainage, along = self.axis.chainage_and_direction(origin_m)
+        left, up = _section_frame(along)
+        rel = origin_m - self.axis.point_at(chainage)
+        # Distance to each of the four planes along the ray; the nearest in front wins
+        y0, z0 = float(rel @ left), float(rel @ up)
+        dy, dz = float(direction @ left), float(direction @ up)
+        half = 0.5 * self.width_m
+        candidates = []
+        if abs(dy) > 1e-9:
+            candidates += [(half - y0) / dy, (-half - y0) / dy]
+        if abs(dz) > 1e-9:
+            candidates += [(0.0 - z0) / dz, (self.height_m - z0) / dz]
+        ahead = [t for t in candidates if t > 1e-6]
+        if not ahead:
+            return None
+        t = min(ahead)
+        if t > self.max_range_m:
+            return None
+        point = origin_m + t * direction
+        distance_m, _ = self.axis.chainage_and_direction(point)
+        y, z = y0 + t * dy, z0 + t * dz
+        return WallPoint(distance_m, _clock_hours(y, z - 0.5 * self.height_m), point)
 
 
 @dataclass(frozen=True)
@@ -161,7 +226,7 @@ class _Track:
 
 
 class FindingTracker:
-    """Joins placed detections into findings as the crawler drives along one pipe axis.
+    """Joins placed detections into findings as the crawler drives along one site axis.
 
     ``min_frames`` observations confirm a track if the better half of them has a mean
     confidence of at least ``min_confidence`` (a defect is seen weakly from afar and strongly
@@ -174,11 +239,11 @@ class FindingTracker:
     if that reaches farther.
     """
 
-    def __init__(self, pipe: PipeModel, camera: PinholeCamera, *, min_frames: int = 3,
+    def __init__(self, surface: WallModel, camera: PinholeCamera, *, min_frames: int = 3,
                  min_confidence: float = 0.6, gate_m: float = 0.5, clock_gate_h: float = 2.5,
                  close_after_m: float = 0.5, near_views: int = 5, far_view_m: float = 3.0,
                  id_prefix: str = "F") -> None:
-        self.pipe = pipe
+        self.surface = surface
         self.camera = camera
         self.min_frames = min_frames
         self.min_confidence = min_confidence
@@ -195,7 +260,7 @@ class FindingTracker:
     def update(self, stamp_ns: int, detections: list[Detection], T_map_camera: FloatArray
                ) -> list[Finding]:
         """Add one frame's detections; return the findings that closed with it."""
-        camera_m, _ = self.pipe.axis.chainage_and_direction(T_map_camera[:3, 3])
+        camera_m, _ = self.surface.axis.chainage_and_direction(T_map_camera[:3, 3])
         for detection in detections:
             observation = self.place(stamp_ns, detection, T_map_camera, camera_m)
             if observation is None:
@@ -211,12 +276,12 @@ class FindingTracker:
 
     def place(self, stamp_ns: int, detection: Detection, T_map_camera: FloatArray,
               camera_m: float) -> Observation | None:
-        """A detection placed on the wall, or None when its rays miss the pipe model."""
+        """A detection placed on the wall, or None when its rays miss the wall model."""
         x0, y0, x1, y1 = detection.box_xyxy_px
         xm, ym = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
         pixels = [(xm, ym), (xm, y0), (xm, y1), (x0, ym), (x1, ym)]
         R, origin = T_map_camera[:3, :3], T_map_camera[:3, 3]
-        hits = [self.pipe.wall_hit(origin, R @ self.camera.ray(u, v)) for u, v in pixels]
+        hits = [self.surface.wall_hit(origin, R @ self.camera.ray(u, v)) for u, v in pixels]
         placed = [h for h in hits if h is not None]
         # A joint ring's box is centred on the bore (its centre ray runs down the pipe)
         anchor = hits[0] if hits[0] is not None else (

@@ -1,4 +1,5 @@
-"""The defect map of one pipe segment: camera findings, lidar measurements, CJJ 181 grades.
+"""The defect map of one pipe segment or tunnel section: camera findings, lidar measurements,
+CJJ 181 grades.
 
 ``DefectMapper`` is what the ``defect_mapper`` node and the benchmarks drive:
 
@@ -10,6 +11,10 @@
    same place, and every finding is graded from its measurement where there is one, or from
    its visible extent by the rules in ``VISUAL_GRADE_RULES`` (marked as heuristics);
 4. the segment is evaluated by the standard's tables (S, F, S_M, RI, MI ...).
+
+In a utility tunnel (a ``GalleryModel`` instead of a ``PipeModel``) there is no bore to
+measure: step 2 keeps no cloud and every finding is graded by its visible extent. Standing
+water (JS) is recorded as an observation without a CJJ 181 score.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from numpy.typing import NDArray
 
 from perception.detectors.base import Detection
 from perception.errors import GradingError
-from perception.findings import Finding, FindingTracker, PinholeCamera, PipeModel
+from perception.findings import Finding, FindingTracker, PinholeCamera, PipeModel, WallModel
 from perception.grading import (
     DefectRecord,
     SegmentEvaluation,
@@ -74,6 +79,7 @@ VISUAL_GRADE_RULES: dict[str, VisualRule] = {
     "JG": VisualRule((math.inf,), (1,), "scale too thin for the lidar: grade 1"),
     "TL": VisualRule((math.inf,), (1,), "sealing material visible: grade 1"),
     "FZ": VisualRule((math.inf,), (1,), "scum recorded, not scored"),
+    "JS": VisualRule((math.inf,), (1,), "standing water (积水) recorded, not scored"),
     "SG": VisualRule((math.inf,), (1,), "no lidar size: grade 1"),
     "ZW": VisualRule((math.inf,), (1,), "no lidar size: grade 1"),
     "AJ": VisualRule((math.inf,), (1,), "no lidar size: grade 1"),
@@ -110,23 +116,28 @@ class SegmentMap:
     """Everything the mapper concluded about the segment."""
 
     findings: tuple[GradedFinding, ...]
-    evaluation: SegmentEvaluation
+    evaluation: SegmentEvaluation | None
+    """The CJJ 181 segment evaluation; None for a tunnel section (the standard's segment
+    indices are defined for drainage pipes)."""
     lidar_defects: tuple[GeometricDefect, ...]
     ungraded: tuple[str, ...]  # findings not graded or rejected by the lidar, with the reason
 
 
 class DefectMapper:
-    """Findings, lidar measurements and grades of one pipe segment (see module docstring)."""
+    """Findings, lidar measurements and grades of one pipe segment or tunnel section (see
+    module docstring)."""
 
-    def __init__(self, pipe: PipeModel, camera: PinholeCamera, wall_thickness_m: float,
+    def __init__(self, surface: WallModel, camera: PinholeCamera, wall_thickness_m: float,
                  standard: Standard | None = None, tracker: FindingTracker | None = None,
                  voxel_m: float = 0.02) -> None:
-        self.pipe = pipe
-        self.diameter_m = 2.0 * pipe.radius_m
+        self.surface = surface
+        self.pipe = surface if isinstance(surface, PipeModel) else None
+        """The pipe the lidar measures; None in a tunnel (camera findings only)."""
         self.wall_thickness_m = wall_thickness_m
         self.standard = standard or default_standard()
-        self.tracker = tracker or FindingTracker(pipe, camera)
-        self.cloud = PipeCloud.from_site_axis(pipe.axis, self.diameter_m, voxel_m=voxel_m)
+        self.tracker = tracker or FindingTracker(surface, camera)
+        self.cloud = (None if self.pipe is None else PipeCloud.from_site_axis(
+            self.pipe.axis, 2.0 * self.pipe.radius_m, voxel_m=voxel_m))
         self.camera_findings: list[Finding] = []
 
     def add_frame(self, stamp_ns: int, detections: list[Detection],
@@ -137,11 +148,14 @@ class DefectMapper:
         return confirmed
 
     def add_scan(self, points_map_m: FloatArray, sensor_map_m: FloatArray | None = None) -> None:
-        """One localized lidar scan (points already in the map/site frame)."""
-        self.cloud.add_scan(points_map_m, sensor_map_m)
+        """One localized lidar scan (points already in the map/site frame); ignored in a
+        tunnel, where nothing is measured from the lidar."""
+        if self.cloud is not None:
+            self.cloud.add_scan(points_map_m, sensor_map_m)
 
-    def finish(self, factors: SiteFactors, segment_length_m: float) -> SegmentMap:
-        """Close all tracks, measure, join, grade and evaluate the segment."""
+    def finish(self, factors: SiteFactors | None, segment_length_m: float) -> SegmentMap:
+        """Close all tracks, measure, join, grade and evaluate the segment (``factors``
+        None: no segment evaluation, as for a tunnel section)."""
         self.camera_findings.extend(self.tracker.flush())
         lidar = self._lidar_defects()
         camera = merge_duplicates(self.camera_findings, DUPLICATE_GAP_M)
@@ -149,17 +163,18 @@ class DefectMapper:
         # The segment runs from 0 to its length; findings in the manholes are not scored
         records = [_clipped(f.record(), segment_length_m) for f in findings
                    if f.score is not None]
-        evaluation = evaluate_segment([r for r in records if r is not None], segment_length_m,
-                                      factors, self.standard)
+        evaluation = None if factors is None else evaluate_segment(
+            [r for r in records if r is not None], segment_length_m, factors, self.standard)
         return SegmentMap(tuple(findings), evaluation, tuple(lidar), tuple(ungraded))
 
     # --- steps -------------------------------------------------------------------------------
 
     def _lidar_defects(self) -> list[GeometricDefect]:
-        if len(self.cloud) == 0:
+        if self.cloud is None or self.pipe is None or len(self.cloud) == 0:
             return []
         try:
-            return find_geometric_defects(self.cloud, self.diameter_m, self.wall_thickness_m)
+            return find_geometric_defects(self.cloud, 2.0 * self.pipe.radius_m,
+                                          self.wall_thickness_m)
         except PipeGeometryError:
             return []
 
@@ -173,7 +188,8 @@ class DefectMapper:
         for number, finding in enumerate(camera):
             match = matches.get(number)
             measured: dict[str, float] = {}
-            if match is None and finding.code in LIDAR_CODES and self._lidar_saw(finding):
+            if (match is None and finding.code in LIDAR_CODES and self.cloud is not None
+                    and self._lidar_saw(self.cloud, finding)):
                 # The lidar measures these; where it saw the wall and found nothing, the camera
                 # saw a sound joint or a shadow
                 ungraded.append(f"{finding.id} {finding.code} at {finding.start_m:.2f} m: "
@@ -195,14 +211,16 @@ class DefectMapper:
             if (index in used or defect.code in CAMERA_CONFIRMED_CODES
                     or not self._inside(defect, length_m)):
                 continue
+            assert self.pipe is not None  # only a pipe has lidar defects
             finding = _lidar_finding(defect, self.pipe, len(graded) + 1)
             self._grade_into(finding, dict(defect.measured), graded, ungraded)
         graded.sort(key=lambda g: g.finding.start_m)
         return graded, ungraded
 
-    def _lidar_saw(self, finding: Finding, min_points: int = 200) -> bool:
+    @staticmethod
+    def _lidar_saw(cloud: PipeCloud, finding: Finding, min_points: int = 200) -> bool:
         """Whether the cloud holds enough wall around the finding to have measured it."""
-        return len(self.cloud.points(finding.start_m - 0.3, finding.end_m + 0.3)) >= min_points
+        return len(cloud.points(finding.start_m - 0.3, finding.end_m + 0.3)) >= min_points
 
     @staticmethod
     def _inside(defect: GeometricDefect, segment_length_m: float) -> bool:
@@ -233,7 +251,8 @@ class DefectMapper:
 
     def _grade_into(self, finding: Finding, measured: dict[str, float],
                     graded: list[GradedFinding], ungraded: list[str]) -> None:
-        measured = _with_area_loss(finding.code, measured, self.pipe.radius_m)
+        if self.pipe is not None:
+            measured = _with_area_loss(finding.code, measured, self.pipe.radius_m)
         try:
             result = self.standard.grade_from_measurement(finding.code, measured)
         except GradingError as err:

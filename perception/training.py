@@ -81,6 +81,9 @@ def train_detector(data_yaml: Path, out_dir: Path, settings: TrainSettings | Non
 
     torch.set_num_threads(settings.threads or (os.cpu_count() or 1))
     started = time.perf_counter()
+    if init_weights is not None:  # the dataset may add classes after the model's own
+        init_weights = widen_classes(init_weights, _dataset_names(data_yaml),
+                                     out_dir / "init_widened.pt")
     model = YOLO(str(init_weights or model_yaml), task="detect")
     if log is not None:
         model.add_callback("on_fit_epoch_end", _epoch_logger(log, settings.epochs, started))
@@ -117,6 +120,57 @@ def train_detector(data_yaml: Path, out_dir: Path, settings: TrainSettings | Non
         log(f"trained in {wall_time_s / 60:.1f} min: {model_onnx} "
             f"({model_onnx.stat().st_size / 1e6:.1f} MB), val {metrics}")
     return TrainResult(weights_pt, model_onnx, card, metrics, wall_time_s)
+
+
+def widen_classes(weights_pt: Path, names: tuple[str, ...], out_pt: Path) -> Path:
+    """``weights_pt`` with its class list extended to ``names``; ``weights_pt`` if it has them.
+
+    The new classes must come after the model's own, in the same order (a dataset renderer
+    only ever appends classes). Every weight is kept; the classification convolutions of the
+    head get rows for the new classes, initialised as the mean of the trained rows, so a
+    fine-tune starts from a detector that still knows its old classes instead of a head
+    Ultralytics would re-initialise from scratch because its shape changed.
+    """
+    offline_ultralytics()
+    import torch
+    from ultralytics.nn import tasks
+
+    load_checkpoint: Any = tasks.load_checkpoint  # untyped
+    detection_model: Any = tasks.DetectionModel
+    try:
+        old, checkpoint = load_checkpoint(str(weights_pt))
+    except (OSError, RuntimeError, TypeError) as err:
+        raise ModelLoadError(f"{weights_pt}: cannot load the weights: {err}") from err
+    old_names = tuple(dict(old.names).values())
+    if names == old_names:
+        return weights_pt
+    if names[: len(old_names)] != old_names:
+        raise TrainingError(f"{weights_pt}: its classes {list(old_names)} are not the first "
+                            f"classes of the dataset's {list(names)}; only appending works")
+    definition = {**old.yaml, "nc": len(names)}
+    definition.setdefault("scale", next(iter(definition.get("scales") or {}), None))
+    widened = detection_model(definition, nc=len(names), verbose=False)
+    state = widened.state_dict()
+    for key, old_value in old.state_dict().items():
+        new_value = state.get(key)
+        if new_value is None:
+            continue
+        if new_value.shape == old_value.shape:
+            state[key] = old_value
+        elif new_value.shape[1:] == old_value.shape[1:] and len(old_names) == old_value.shape[0]:
+            rows = old_value.shape[0]  # a classification layer: one row per class
+            grown = old_value.mean(dim=0, keepdim=True).expand_as(new_value).clone()
+            grown[:rows] = old_value
+            state[key] = grown
+        else:
+            raise TrainingError(f"{weights_pt}: layer {key} has shape {tuple(old_value.shape)}, "
+                                f"the widened model {tuple(new_value.shape)}")
+    widened.load_state_dict(state)
+    widened.names = dict(enumerate(names))
+    widened.args = getattr(old, "args", {})
+    out_pt.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": widened, "train_args": checkpoint.get("train_args", {})}, out_pt)
+    return out_pt
 
 
 def export_onnx(weights_pt: Path, image_size_px: int) -> Path:
@@ -188,6 +242,16 @@ def _figures(metrics: dict[str, Any]) -> dict[str, float]:
     wanted = {"metrics/mAP50(B)": "map50", "metrics/mAP50-95(B)": "map50_95",
               "metrics/precision(B)": "precision", "metrics/recall(B)": "recall"}
     return {name: round(float(metrics[key]), 4) for key, name in wanted.items() if key in metrics}
+
+
+def _dataset_names(data_yaml: Path) -> tuple[str, ...]:
+    """Class names of a YOLO data.yaml, in index order."""
+    names = (yaml.safe_load(data_yaml.read_text()) or {}).get("names")
+    if isinstance(names, dict):
+        return tuple(str(names[index]) for index in sorted(names))
+    if isinstance(names, list):
+        return tuple(str(name) for name in names)
+    raise DatasetError(f"{data_yaml}: 'names' must be a list or an index -> name mapping")
 
 
 def _check_inputs(data_yaml: Path, model_yaml: Path) -> None:

@@ -99,6 +99,9 @@ class TunnelAsset(_Section):
     gallery: str = Field(min_length=1)  # the site axis of the gallery
     from_m: StrictFloat
     to_m: StrictFloat
+    # Clear section (walls to walls, floor to ceiling): camera findings are placed on it
+    width_m: StrictFloat | None = Field(None, gt=0.0, le=20.0)
+    height_m: StrictFloat | None = Field(None, gt=0.0, le=20.0)
 
     @model_validator(mode="after")
     def _not_empty(self) -> TunnelAsset:

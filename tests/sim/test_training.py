@@ -50,3 +50,28 @@ def test_bad_inputs_fail_before_training(tmp_path: Path) -> None:
     bad.write_text("train: images/train\nnames: [PL]\n")
     with pytest.raises(ModelLoadError, match="initial weights not found"):
         train_detector(bad, tmp_path / "run", init_weights=tmp_path / "none.pt")
+
+
+def test_widening_the_classes_keeps_what_the_model_knows(tmp_path: Path) -> None:
+    import torch
+    from ultralytics.nn.tasks import load_checkpoint
+
+    from perception.detectors import SHIPPED_MODEL
+    from perception.training import TrainingError, widen_classes
+
+    shipped_pt = SHIPPED_MODEL.with_suffix(".pt")
+    old, _ = load_checkpoint(str(shipped_pt))
+    names = (*old.names.values(), "XX")
+    widened_pt = widen_classes(shipped_pt, names, tmp_path / "widened.pt")
+    new, _ = load_checkpoint(str(widened_pt))
+    assert tuple(new.names.values()) == names
+    image = torch.rand(1, 3, 160, 160)
+    with torch.no_grad():
+        before, after = old(image)[0], new(image)[0]
+    # Boxes and the old classes' scores unchanged; one more score row for the new class
+    assert after.shape[1] == before.shape[1] + 1
+    assert torch.allclose(after[:, : before.shape[1]], before, atol=1e-5)
+    assert widen_classes(shipped_pt, tuple(old.names.values()), tmp_path / "same.pt") \
+        == shipped_pt
+    with pytest.raises(TrainingError, match="only appending works"):
+        widen_classes(shipped_pt, ("XX", *old.names.values()), tmp_path / "bad.pt")

@@ -296,13 +296,16 @@ def segment_to_dict(segment: SegmentMap, axis: str, dn_mm: float) -> dict[str, A
                            "end_m": round(d.s_end_m, 3), "clock_h": d.clock_h,
                            "measured": dict(d.measured)} for d in segment.lidar_defects],
         "ungraded": list(segment.ungraded),
-        "evaluation": evaluation_to_dict(segment.evaluation),
+        "evaluation": (None if segment.evaluation is None
+                       else evaluation_to_dict(segment.evaluation)),
     }
 
 
 def segment_summary(segment: SegmentMap, axis: str) -> str:
     """One line for the service response and the log."""
     e = segment.evaluation
+    if e is None:
+        return f"section {axis}: {len(segment.findings)} findings (no segment evaluation)"
     return (f"segment {axis} ({e.length_m:.1f} m): {len(segment.findings)} findings, "
             f"F={e.F:.2f} ({e.structural.grade.label}), G={e.G:.2f} "
             f"({e.functional.grade.label}), RI={e.RI:.2f} ({e.repair.text_en}), "
