@@ -324,7 +324,9 @@ def cmd_mission_report(args: argparse.Namespace) -> int:
 
 def cmd_dataset_render(args: argparse.Namespace) -> int:
     """Render a labelled YOLO dataset from a simulated world."""
-    from perception.synthetic.render import RenderSettings, write_dataset
+    from dataclasses import replace
+
+    from perception.synthetic.render import default_settings, write_dataset
 
     looks = {"train": args.train_looks, "val": args.val_looks, "test": args.test_looks}
     looks = {split: count for split, count in looks.items() if count > 0}
@@ -336,10 +338,13 @@ def cmd_dataset_render(args: argparse.Namespace) -> int:
             last["percent"] = percent
             print(f"[dataset] {split}: {done}/{total} images", file=sys.stderr, flush=True)
 
-    data_yaml = write_dataset(Path(args.out), looks, world=args.world,
-                              settings=RenderSettings(frames_per_look=args.frames_per_look,
-                                                      distractors=not args.no_distractors,
-                                                      class_weights=_weights(args.focus)),
+    settings = replace(default_settings(args.world), frames_per_look=args.frames_per_look,
+                       distractors=not args.no_distractors, class_weights=_weights(args.focus))
+    if args.no_hold_out:
+        settings = replace(settings, exclude_route_m=None)
+    elif args.hold_out:
+        settings = replace(settings, exclude_route_m=(args.hold_out[0], args.hold_out[1]))
+    data_yaml = write_dataset(Path(args.out), looks, world=args.world, settings=settings,
                               progress=progress, first_look=args.first_look)
     print(f"dataset written: {data_yaml}")
     return 0
@@ -507,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="view that class's defects WEIGHT times as often (repeat)")
     render.add_argument("--no-distractors", action="store_true",
                         help="plain walls without stains, seams and scuffs")
+    hold_out = render.add_mutually_exclusive_group()
+    hold_out.add_argument("--hold-out", type=float, nargs=2, metavar=("START_M", "END_M"),
+                          help="route stretch whose features are never rendered (default: the "
+                               "world's, utility_tunnel 0-150 m)")
+    hold_out.add_argument("--no-hold-out", action="store_true",
+                          help="render every feature, even the world's default held-out ones")
     render.set_defaults(func=cmd_dataset_render)
     imp = dataset_sub.add_parser("import", help="import a real YOLO dataset with class renaming")
     imp.add_argument("data", help="the dataset's data.yaml")

@@ -11,6 +11,12 @@ blur, sensor noise, JPEG).
 
 Splits draw their looks from disjoint seed ranges, so a test set never shares a look with the
 training set.
+
+Worlds: a pipe world's targets are its pipe defects (``truth.pipe``); a tunnel world's are its
+surface features (``truth.tunnel``: cracks, seepage, standing water), each at the route
+distance where the route first comes nearest to it. A stretch of the route can be held out
+(``RenderSettings.exclude_route_m``): its features are no targets and no camera is posed where
+it could see them, so a mission over that stretch is scored on features the model never saw.
 """
 
 from __future__ import annotations
@@ -25,17 +31,29 @@ import numpy as np
 import yaml
 from numpy.typing import NDArray
 
+from navigation.path import Polyline
 from perception.errors import DatasetError
 from perception.synthetic.textures import TEXTURES, random_texture
 from sim_worlds.simulator.body import BodyState
 from sim_worlds.simulator.camera import Camera, TextureCache, focal_px
 from sim_worlds.simulator.sdf import rotation_from_rpy
 from sim_worlds.simulator.simulation import SimConfig, Simulation
-from sim_worlds.worldgen.truth import PipeDefect
+from sim_worlds.worldgen.truth import PipeDefect, SurfaceFeature, TunnelTruth
 
 # Classes the camera detector learns, in model index order. BX (deformation) is measured from
 # the lidar, not seen: a ring squeezed by 10 % looks round to a camera.
-DETECTOR_CLASSES: tuple[str, ...] = ("PL", "FS", "SL", "SG", "JG", "ZW", "CJ", "AJ", "TJ", "CK")
+# JS (积水) is standing water on a floor: an observation, not a CJJ 181 defect; appended last so
+# the indices of the older classes (and older datasets) stay valid.
+DETECTOR_CLASSES: tuple[str, ...] = (
+    "PL", "FS", "SL", "SG", "JG", "ZW", "CJ", "AJ", "TJ", "CK", "JS")
+# Class of each tunnel surface-feature kind: a crack is 破裂 (PL; grade 1 is a hairline crack),
+# a damp patch is 渗漏 (SL), standing water on the floor is 积水 (JS).
+SURFACE_FEATURE_CODES: dict[str, str] = {"crack": "PL", "seepage": "SL", "floor_water": "JS"}
+# Geometry name prefix of the tunnel's feature patches and water boxes
+# (sim_worlds/worldgen/tunnel.py: add_surface_features), followed by the feature id.
+FEATURE_GEOMETRY_PREFIX = "surface_features::patches::"
+# A camera this far before a held-out stretch could see features inside it.
+HELD_OUT_VIEW_MARGIN_M = 12.0
 JOINT_CODES = frozenset({"CK", "TJ"})
 SPLIT_SEED_BASE = {"train": 100_000, "val": 500_000, "test": 900_000}
 LABEL_STEP_PX = 2  # labels are cast on a grid of 2 x 2 pixel blocks
@@ -77,15 +95,48 @@ class RenderSettings:
     # Relative odds of picking each class's defects as the view's target (default 1 each):
     # more views of a hard class (thin cracks) without rendering more of the others.
     class_weights: tuple[tuple[str, float], ...] = ()
+    yaw_sigma_rad: float = 0.05  # heading jitter of the crawler against the route
+    # Ambient light per frame (tunnel lighting) drawn from this range, plus daylight under open
+    # shafts; None: the lamp is the only light (a pipe).
+    ambient_light: tuple[float, float] | None = None
+    # Route stretch (m) held out: its features are no targets, no camera looks into it.
+    exclude_route_m: tuple[float, float] | None = None
+    # Distance before a feature on this surface (tunnel: ceiling, floor, ...), where it differs
+    # from distance_before_defect_m: a ceiling comes into view only from farther away.
+    surface_distance_m: tuple[tuple[str, tuple[float, float]], ...] = ()
+
+
+# Utility tunnel: wall and ceiling features sit 1.2-3.5 m up, so a camera 0.2 m above the floor
+# sees them from 2-10 m before; the gallery is 3.2 m wide and flat (little roll). The main
+# gallery's first 150 m (CR1, SP1, W1: the benchmark mission's stretch) is held out.
+TUNNEL_SETTINGS = RenderSettings(
+    distance_before_defect_m=(1.5, 8.5),
+    surface_distance_m=(("ceiling", (4.5, 10.5)), ("floor", (0.5, 9.0))),
+    lateral_offset_m=0.55,
+    roll_rad=math.radians(5.0),
+    tilt_rad=math.radians(6.0),
+    yaw_sigma_rad=0.12,
+    ambient_light=(0.0, 0.5),
+    exclude_route_m=(0.0, 150.0),
+)
+WORLD_SETTINGS: dict[str, RenderSettings] = {"utility_tunnel": TUNNEL_SETTINGS}
+
+
+def default_settings(world: str) -> RenderSettings:
+    """The render settings made for ``world`` (a shipped name or an .sdf path)."""
+    return WORLD_SETTINGS.get(Path(world).stem, RenderSettings())
 
 
 @dataclass(frozen=True)
 class _Target:
+    ident: str
     code: str
     class_index: int
     route_distance_m: float
-    joint_centre_m: NDArray[np.float64] | None  # a point on the joint plane (joint defects)
-    joint_normal: NDArray[np.float64] | None
+    geometry_key: str  # geometries whose name (+ "::") holds this belong to the target
+    joint_centre_m: NDArray[np.float64] | None = None  # a point on the joint plane (joints)
+    joint_normal: NDArray[np.float64] | None = None
+    surface: str = ""  # a tunnel feature's surface (ceiling, floor, right_wall, ...)
 
 
 class DatasetRenderer:
@@ -93,16 +144,26 @@ class DatasetRenderer:
 
     def __init__(self, world: str = "sewer_dn1000", settings: RenderSettings | None = None
                  ) -> None:
-        self.settings = settings or RenderSettings()
+        self.settings = settings or default_settings(world)
         self.sim = Simulation(world, SimConfig(lidar=False, camera=True))
         camera = self.sim.camera
-        pipe = self.sim.truth.pipe
-        if camera is None or pipe is None:
-            raise DatasetError(f"world '{world}' needs a camera on the crawler and a pipe truth")
+        pipe, tunnel = self.sim.truth.pipe, self.sim.truth.tunnel
+        if camera is None:
+            raise DatasetError(f"world '{world}' needs a camera on the crawler")
         self._camera = camera
-        self._datum_m = pipe.datum_route_distance_m
-        self._targets = [self._target(d) for d in pipe.defects if d.code in DETECTOR_CLASSES]
+        if pipe is not None:
+            self._datum_m = pipe.datum_route_distance_m
+            targets = [self._target(d) for d in pipe.defects if d.code in DETECTOR_CLASSES]
+        elif tunnel is not None:
+            targets = self._feature_targets(tunnel)
+        else:
+            raise DatasetError(f"world '{world}' has neither a pipe nor a tunnel truth")
+        self._targets = [t for t in targets if not self._held_out(t.route_distance_m)]
+        self.held_out_ids = tuple(t.ident for t in targets if self._held_out(t.route_distance_m))
+        """Features (defects) inside ``settings.exclude_route_m``: never targets."""
         self._owner = self._geometry_owners()
+        if tunnel is not None:
+            self._check_feature_geometries(world)
         self._ring = np.array(["::ring_" in g.name for g in self.sim.scene.geometries] + [False])
         self._texture_paths = sorted({
             g.material.albedo_map for g in self.sim.scene.geometries
@@ -110,12 +171,27 @@ class DatasetRenderer:
         })
         self._label_rays = self._label_directions()
 
+    @property
+    def target_ids(self) -> tuple[str, ...]:
+        """Ids of the defects (features) that frames are posed at and labelled."""
+        return tuple(t.ident for t in self._targets)
+
     def frames(self, seed: int) -> Iterator[LabelledFrame]:
         """``frames_per_look`` labelled frames of the look ``seed``."""
         rng = np.random.default_rng(seed)
         camera = self._look(rng, seed)
         for _ in range(self.settings.frames_per_look):
             yield self._frame(camera, rng)
+
+    def view(self, target_id: str, distance_before_m: float, seed: int = 0) -> LabelledFrame:
+        """One labelled frame of the look ``seed``, ``distance_before_m`` before a target."""
+        target = next((t for t in self._targets if t.ident == target_id), None)
+        if target is None:
+            raise DatasetError(f"'{target_id}' is no target (targets: "
+                               f"{', '.join(self.target_ids)})")
+        rng = np.random.default_rng(seed)
+        camera = self._look(rng, seed)
+        return self._shoot(camera, target.route_distance_m - distance_before_m, rng)
 
     # --- one look ----------------------------------------------------------------------------
 
@@ -132,21 +208,69 @@ class DatasetRenderer:
     def _frame(self, camera: Camera, rng: np.random.Generator) -> LabelledFrame:
         s = self.settings
         # Pose the crawler before a defect (or anywhere) and jitter the camera
-        route = self.sim.route
         if self._targets and rng.random() < s.defect_view_fraction:
             target = self._targets[self._pick_target(rng)]
-            along_m = target.route_distance_m - float(rng.uniform(*s.distance_before_defect_m))
+            before_m = dict(s.surface_distance_m).get(target.surface, s.distance_before_defect_m)
+            along_m = target.route_distance_m - float(rng.uniform(*before_m))
         else:
-            along_m = float(rng.uniform(1.0, route.length_m - 1.0))
-        along_m = min(max(along_m, 0.5), route.length_m - 0.5)
+            along_m = self._anywhere_m(rng)
+        return self._shoot(camera, along_m, rng)
+
+    def _shoot(self, camera: Camera, along_m: float, rng: np.random.Generator
+               ) -> LabelledFrame:
+        """Pose the crawler at ``along_m`` with jitter, render, label and degrade the frame."""
+        route = self.sim.route
+        along_m = self._outside_held_out(min(max(along_m, 0.5), route.length_m - 0.5))
         T_world_camera = self._camera_pose(along_m, rng)
         # Render (twice: auto-exposure settles on the second) and label
         lamp_fraction = float(rng.uniform(0.5, 1.0))
-        camera.render(self.sim.scene, T_world_camera, lamp_fraction)
-        image = camera.render(self.sim.scene, T_world_camera, lamp_fraction)
+        ambient = self._ambient(T_world_camera, rng)
+        camera.render(self.sim.scene, T_world_camera, lamp_fraction, ambient)
+        image = camera.render(self.sim.scene, T_world_camera, lamp_fraction, ambient)
         boxes = self._labels(T_world_camera)
         # Degrade like a real inspection camera
         return LabelledFrame(degrade(image, rng), boxes, along_m)
+
+    def _held_out(self, route_distance_m: float) -> bool:
+        stretch = self.settings.exclude_route_m
+        return stretch is not None and stretch[0] <= route_distance_m <= stretch[1]
+
+    def _blind_stretch_m(self) -> tuple[float, float] | None:
+        """Route stretch where a camera would stand in, or look into, the held-out stretch."""
+        stretch = self.settings.exclude_route_m
+        return None if stretch is None else (stretch[0] - HELD_OUT_VIEW_MARGIN_M, stretch[1])
+
+    def _anywhere_m(self, rng: np.random.Generator) -> float:
+        """A uniformly random route distance where the camera sees nothing held out."""
+        length_m = self.sim.route.length_m
+        blind = self._blind_stretch_m()
+        if blind is None:
+            return float(rng.uniform(1.0, length_m - 1.0))
+        before = (1.0, min(blind[0], length_m - 1.0))
+        after = (max(blind[1], 1.0), length_m - 1.0)
+        before_m, after_m = max(before[1] - before[0], 0.0), max(after[1] - after[0], 0.0)
+        if before_m + after_m <= 0.0:
+            raise DatasetError(f"held-out stretch {self.settings.exclude_route_m} m leaves no "
+                               "route to pose a camera on")
+        draw_m = float(rng.uniform(0.0, before_m + after_m))
+        return before[0] + draw_m if draw_m < before_m else after[0] + draw_m - before_m
+
+    def _outside_held_out(self, along_m: float) -> float:
+        """``along_m``, or the end of the held-out stretch where it lies inside it (the
+        target, not held out, then lies beyond that end)."""
+        stretch = self.settings.exclude_route_m
+        if stretch is not None and stretch[0] < along_m < stretch[1]:
+            return min(stretch[1], self.sim.route.length_m - 0.5)
+        return along_m
+
+    def _ambient(self, T_world_camera: NDArray[np.float64], rng: np.random.Generator) -> float:
+        """Ambient light of a frame: tunnel lighting at random, daylight under open shafts."""
+        lights = self.settings.ambient_light
+        if lights is None:
+            return 0.0
+        open_sky = self.sim.under_open_sky(T_world_camera[:3, 3])
+        daylight = self.sim.config.daylight_ambient if open_sky else 0.0
+        return daylight + float(rng.uniform(*lights))
 
     def _pick_target(self, rng: np.random.Generator) -> int:
         weights = dict(self.settings.class_weights)
@@ -163,7 +287,7 @@ class DatasetRenderer:
         offset = float(rng.uniform(-s.lateral_offset_m, s.lateral_offset_m))
         x = float(point[0]) - offset * math.sin(heading)
         y = float(point[1]) + offset * math.cos(heading)
-        yaw = heading + float(rng.normal(0.0, 0.05))
+        yaw = heading + float(rng.normal(0.0, s.yaw_sigma_rad))
         self.sim.body.state = BodyState(x, y, float(point[2]) + 0.3, yaw_rad=yaw)
         self.sim.body.settle()
         jitter = np.eye(4)
@@ -218,7 +342,7 @@ class DatasetRenderer:
 
     def _geometry_owners(self) -> NDArray[np.int64]:
         """Target index of each geometry's defect link (-1: none); one extra row for misses."""
-        ids = {f"::defect_{d}::": i for i, d in enumerate(self._defect_ids())}
+        ids = {t.geometry_key: i for i, t in enumerate(self._targets)}
         owners = np.full(len(self.sim.scene.geometries) + 1, -1, dtype=np.int64)
         for index, geometry in enumerate(self.sim.scene.geometries):
             for key, target in ids.items():
@@ -226,21 +350,51 @@ class DatasetRenderer:
                     owners[index] = target
         return owners
 
-    def _defect_ids(self) -> list[str]:
-        pipe = self.sim.truth.pipe
-        assert pipe is not None  # checked in __init__
-        return [d.id for d in pipe.defects if d.code in DETECTOR_CLASSES]
+    def _check_feature_geometries(self, world: str) -> None:
+        """Every feature target has geometry to label (the world's names are as expected)."""
+        owned = set(self._owner[self._owner >= 0].tolist())
+        missing = [t.ident for i, t in enumerate(self._targets) if i not in owned]
+        if missing:
+            raise DatasetError(f"world '{world}': no geometry named '{FEATURE_GEOMETRY_PREFIX}"
+                               f"<id>' for features {', '.join(missing)}")
 
     def _target(self, defect: PipeDefect) -> _Target:
         route = self.sim.route
         start_m = defect.distance_m + self._datum_m
         centre_m = start_m + 0.5 * defect.extent_length_m
+        key = f"::defect_{defect.id}::"
+        index = DETECTOR_CLASSES.index(defect.code)
         if defect.code not in JOINT_CODES:
-            return _Target(defect.code, DETECTOR_CLASSES.index(defect.code), start_m, None, None)
+            return _Target(defect.id, defect.code, index, start_m, key)
         before, after = route.point_at(centre_m - 0.05), route.point_at(centre_m + 0.05)
         normal = (after - before) / np.linalg.norm(after - before)
         centre = route.point_at(centre_m)
-        return _Target(defect.code, DETECTOR_CLASSES.index(defect.code), start_m, centre, normal)
+        return _Target(defect.id, defect.code, index, start_m, key, centre, normal)
+
+    def _feature_targets(self, tunnel: TunnelTruth) -> list[_Target]:
+        return [self._feature_target(f) for f in tunnel.surface_features
+                if f.kind in SURFACE_FEATURE_CODES]
+
+    def _feature_target(self, feature: SurfaceFeature) -> _Target:
+        code = SURFACE_FEATURE_CODES[feature.kind]
+        return _Target(feature.id, code, DETECTOR_CLASSES.index(code),
+                       approach_distance_m(self.sim.route, feature.centre_m),
+                       f"{FEATURE_GEOMETRY_PREFIX}{feature.id}::", surface=feature.surface)
+
+
+def approach_distance_m(route: Polyline, point_m: Sequence[float]) -> float:
+    """Route distance of ``point_m`` projected onto the route, on the leg that approaches it.
+
+    Where the route doubles back (down a branch and out again) two legs are equally near; the
+    earlier one is the leg that approaches the point, with the point ahead of the crawler.
+    """
+    point = np.asarray(point_m, dtype=np.float64)
+    starts, steps = route.points_m[:-1], np.diff(route.points_m, axis=0)
+    lengths_m = np.linalg.norm(steps, axis=1)
+    t = np.clip(np.einsum("ij,ij->i", point - starts, steps) / lengths_m**2, 0.0, 1.0)
+    gaps_m = np.linalg.norm(starts + t[:, None] * steps - point, axis=1)
+    leg = int(np.flatnonzero(gaps_m <= gaps_m.min() + 1e-6)[0])
+    return float(lengths_m[:leg].sum() + t[leg] * lengths_m[leg])
 
 
 def degrade(image_bgr: ImageBGR, rng: np.random.Generator) -> ImageBGR:
@@ -317,6 +471,9 @@ def write_dataset(out_dir: Path, looks: dict[str, int], world: str = "sewer_dn10
                      "roll_deg": round(math.degrees(spec.roll_rad), 1),
                      "distractors": spec.distractors,
                      "class_weights": dict(spec.class_weights),
+                     "held_out_route_m": (list(spec.exclude_route_m)
+                                          if spec.exclude_route_m is not None else None),
+                     "held_out_features": list(renderer.held_out_ids),
                      "git_commit": _git_commit()},
     }
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from navigation.path import Polyline
 from perception.errors import DatasetError
 from perception.synthetic.render import (
     DETECTOR_CLASSES,
+    HELD_OUT_VIEW_MARGIN_M,
+    SURFACE_FEATURE_CODES,
+    TUNNEL_SETTINGS,
     DatasetRenderer,
     RenderSettings,
+    approach_distance_m,
+    default_settings,
     split_seeds,
     write_dataset,
 )
@@ -99,3 +106,77 @@ def test_write_dataset_makes_a_yolo_layout(tmp_path: Path) -> None:
             cls, *xywh = line.split()
             assert int(cls) in range(len(DETECTOR_CLASSES))
             assert all(0.0 <= float(v) <= 1.0 for v in xywh)
+
+
+# --- utility tunnel: surface features -------------------------------------------------------
+
+TUNNEL_ROUTE = Polyline([(2.0, 0.0, 0.0), (300.0, 0.0, 0.0), (300.0, -50.0, 0.0),
+                         (300.0, 0.0, 0.0), (598.0, 0.0, 0.0)])
+
+
+@pytest.fixture(scope="module")
+def tunnel() -> DatasetRenderer:
+    return DatasetRenderer("utility_tunnel",
+                           replace(TUNNEL_SETTINGS, frames_per_look=8, defect_view_fraction=0.5))
+
+
+def test_js_is_appended_last_and_tunnel_features_map_to_classes() -> None:
+    assert len(DETECTOR_CLASSES) == 11 and DETECTOR_CLASSES[:2] == ("PL", "FS")
+    assert DETECTOR_CLASSES.index("CK") == 9 and DETECTOR_CLASSES[-1] == "JS"
+    assert SURFACE_FEATURE_CODES == {"crack": "PL", "seepage": "SL", "floor_water": "JS"}
+    assert default_settings("utility_tunnel") == TUNNEL_SETTINGS
+    assert default_settings("sewer_dn1000") == RenderSettings()
+
+
+def test_a_branch_feature_lies_on_the_leg_that_approaches_it() -> None:
+    # Main gallery after the branch: the return leg; branch wall, water and end wall: the way in
+    assert approach_distance_m(TUNNEL_ROUTE, (63.0, -1.6, 1.8)) == pytest.approx(61.0)
+    assert approach_distance_m(TUNNEL_ROUTE, (337.5, -1.6, 1.7)) == pytest.approx(435.5)
+    assert approach_distance_m(TUNNEL_ROUTE, (298.4, -30.0, 1.5)) == pytest.approx(328.0)
+    assert approach_distance_m(TUNNEL_ROUTE, (300.0, -49.0, 0.0)) == pytest.approx(347.0)
+    assert approach_distance_m(TUNNEL_ROUTE, (300.0, -51.6, 1.6)) == pytest.approx(348.0)
+
+
+@pytest.mark.parametrize(("feature", "before_m", "code", "where"), [
+    ("CR3", 4.0, "PL", "right"),   # vertical crack on the right wall
+    ("CR5", 4.0, "PL", "right"),   # crack on the branch's west wall (right on the way in)
+    ("SP3", 4.0, "SL", "right"),   # seepage on the right wall
+    ("SP2", 7.0, "SL", "upper"),   # seepage on the ceiling
+    ("W2", 4.0, "JS", "lower"),    # standing water on the floor
+    ("W3", 3.0, "JS", "lower"),    # standing water at the branch's end
+])
+def test_a_tunnel_frame_before_a_feature_labels_it_where_it_is(
+        tunnel: DatasetRenderer, feature: str, before_m: float, code: str, where: str) -> None:
+    frame = tunnel.view(feature, before_m, seed=3)
+    boxes = [b.xyxy_px for b in frame.boxes if DETECTOR_CLASSES[b.class_index] == code]
+    assert len(boxes) == 1
+    x0, y0, x1, y1 = boxes[0]
+    centre_x, centre_y = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
+    assert {"right": centre_x > 320, "upper": centre_y < 240, "lower": centre_y > 240}[where]
+
+
+def test_the_held_out_stretch_has_no_targets_and_no_camera_looks_into_it(
+        tunnel: DatasetRenderer) -> None:
+    assert tunnel.held_out_ids == ("CR1", "SP1", "W1")  # the benchmark mission's stretch
+    assert not set(tunnel.target_ids) & set(tunnel.held_out_ids)
+    assert {"CR2", "SP4", "W3"} <= set(tunnel.target_ids)
+    with pytest.raises(DatasetError, match="'CR1' is no target"):
+        tunnel.view("CR1", 3.0)
+    start_m, end_m = TUNNEL_SETTINGS.exclude_route_m or (0.0, 0.0)
+    frames = [f for seed in (1, 2) for f in tunnel.frames(seed)]
+    assert len(frames) == 16 and any(f.boxes for f in frames)
+    assert all(not start_m - HELD_OUT_VIEW_MARGIN_M < f.route_distance_m < end_m
+               for f in frames)
+
+
+def test_a_tunnel_dataset_has_11_classes_and_names_its_held_out_stretch(tmp_path: Path
+                                                                        ) -> None:
+    data_yaml = write_dataset(tmp_path, {"val": 1}, world="utility_tunnel",
+                              settings=replace(TUNNEL_SETTINGS, frames_per_look=2))
+    data = yaml.safe_load(data_yaml.read_text())
+    assert list(data["names"].values()) == list(DETECTOR_CLASSES)
+    assert len(data["names"]) == 11 and data["names"][10] == "JS"
+    assert data["rendered"]["world"] == "utility_tunnel"
+    assert data["rendered"]["held_out_route_m"] == [0.0, 150.0]
+    assert data["rendered"]["held_out_features"] == ["CR1", "SP1", "W1"]
+    assert len(list((tmp_path / "images" / "val").glob("utility_tunnel_*.jpg"))) == 2
