@@ -9,8 +9,10 @@ folder written as it goes), in one process on this machine's cores. Per mission:
   ``state`` and ``reason`` say how it ended;
 - ``finding_recall`` / ``false_findings_per_100m``: the graded findings against the world's
   ground truth, matched as ``benchmarks.perception.score_findings`` does (same class, start
-  within 0.3 m), over the defects the robot drove past; None where no findings are made
-  (tunnels: the defect mapper places findings on a pipe wall model only);
+  within 0.3 m), over the defects the robot drove past: the pipe's CJJ 181 defects; in a
+  tunnel, the gallery's surface features (crack -> PL, seepage -> SL, standing water -> JS,
+  ``crawler.mission_run.tunnel_truth``); None where the mission makes no findings (a
+  shelter);
 - ``distance_error_m``: |estimated - true| chainage (horizontal) where the outbound drive
   ended (at the end manhole for the sewer); ``position_error_m`` the 3D position error there;
 - ``wall_time_s``, ``sim_time_s``: the mission's wall-clock and simulated durations;
@@ -90,8 +92,7 @@ def run_mission(name: str, plan_path: Path, quick: bool, say: Callable[[str], No
             truth_defects=scores["truth_defects"], missed=scores["missed"],
             false=scores["false"])
     else:
-        entry["findings_note"] = ("no defect findings: the defect mapper places findings on a "
-                                  "pipe wall model, tunnels and shelters have none yet")
+        entry["findings_note"] = "no defect findings: this mission inspects no pipe or gallery"
     return entry
 
 

@@ -63,18 +63,26 @@ from navigation.mission.executor import (
     route_polyline,
 )
 from navigation.mission.folder import MissionFolder, encode_jpeg
-from navigation.mission.plan import WORLD_PREFIX, MissionPlan, PipeAsset, load_plan, load_plan_site
+from navigation.mission.plan import (
+    WORLD_PREFIX,
+    MissionPlan,
+    PipeAsset,
+    TunnelAsset,
+    load_plan,
+    load_plan_site,
+)
 from navigation.mission.safety import GasReadings
 from navigation.occupancy import OccupancyGrid
 from navigation.path import Polyline
 from navigation.records import FixSource, LidarScan3D, OdometrySample, PositionFix
-from navigation.site import Site
+from navigation.site import Axis, Site
 from navigation.wheel_odometry import WheelOdometry
 from perception.detectors import Detection, Detector, load_detector
 from perception.errors import GradingError
-from perception.findings import Finding, PinholeCamera, PipeModel
+from perception.findings import Finding, GalleryModel, PinholeCamera, PipeModel, WallModel
 from perception.grading import SiteFactors, default_standard
 from perception.mapper import VISUAL_GRADE_RULES, DefectMapper, GradedFinding, SegmentMap
+from perception.synthetic.render import SURFACE_FEATURE_CODES
 from sim_worlds.simulator.camera import focal_px
 from sim_worlds.simulator.sdf import rotation_from_rpy
 from sim_worlds.simulator.simulation import (
@@ -85,7 +93,7 @@ from sim_worlds.simulator.simulation import (
     SimConfig,
     Simulation,
 )
-from sim_worlds.worldgen.truth import PipeDefect
+from sim_worlds.worldgen.truth import PipeDefect, WorldTruth
 
 FloatArray = NDArray[np.float64]
 _NS = 1_000_000_000
@@ -173,7 +181,7 @@ class MissionResult:
     about this, less what threads ran in parallel."""
     findings: int
     segment: SegmentMap | None
-    truth_defects: tuple[PipeDefect, ...]
+    truth_defects: tuple[TruthDefect, ...]
     """Ground-truth defects the robot passed (for scoring)."""
     outbound_m: float
     """How far along the route the robot got."""
@@ -213,6 +221,58 @@ def _imu_reading(sample: Imu, stamp_ns: int) -> ImuReading:
                       np.array([sample.gyro_x_radps, sample.gyro_y_radps, sample.gyro_z_radps]),
                       np.array([sample.accel_x_mps2, sample.accel_y_mps2, sample.accel_z_mps2]),
                       eye * 1e-3, eye * 4e-6, eye * 4e-4)
+
+
+@dataclass(frozen=True)
+class SurfaceDefect:
+    """A tunnel surface feature as a defect to find: its detector class and where it starts
+    along the gallery's axis (``grade`` None: the truth does not grade it)."""
+
+    id: str
+    code: str
+    distance_m: float
+    grade: int | None = None
+
+
+TruthDefect = PipeDefect | SurfaceDefect
+
+
+def tunnel_truth(truth: WorldTruth, axis: Axis) -> list[SurfaceDefect]:
+    """The world's surface features on ``axis``'s gallery (cracks, seepage, standing water)
+    as the findings the detector should make, with their near end's chainage."""
+    if truth.tunnel is None:
+        return []
+    gallery = next((g for g in truth.tunnel.galleries if g.id == axis.name), None)
+    if gallery is None:
+        return []
+    defects = []
+    for feature in truth.tunnel.surface_features:
+        code = SURFACE_FEATURE_CODES.get(feature.kind)
+        where = axis.project(feature.centre_m)
+        if code is None or abs(where.offset_m) > 0.5 * gallery.width_m + 0.1:
+            continue
+        # A wall feature's first size runs along the wall; floor and ceiling: x and y extents
+        length_m = feature.size_m[0]
+        if feature.surface in ("floor", "ceiling"):
+            _, along = axis.chainage_and_direction(feature.centre_m)
+            length_m = abs(along[0]) * feature.size_m[0] + abs(along[1]) * feature.size_m[1]
+        defects.append(SurfaceDefect(feature.id, code,
+                                     round(where.distance_m - 0.5 * length_m, 3)))
+    return sorted(defects, key=lambda d: d.distance_m)
+
+
+def gallery_model(axis: Axis, asset: TunnelAsset, truth: WorldTruth) -> GalleryModel:
+    """The gallery's section from the plan, else from the simulated world's truth."""
+    width_m, height_m = asset.width_m, asset.height_m
+    if width_m is None or height_m is None:
+        gallery = next((g for g in truth.tunnel.galleries if g.id == axis.name), None) \
+            if truth.tunnel is not None else None
+        if gallery is None:
+            raise MissionRunError(f"the plan gives no width_m/height_m for gallery "
+                                  f"'{axis.name}' and the world has no such gallery")
+        width_m = width_m or gallery.width_m
+        height_m = height_m or gallery.height_m
+    return GalleryModel(axis, width_m, height_m)
 
 
 def plan_world(plan: MissionPlan, world: str | None) -> str:
@@ -255,7 +315,7 @@ class _Mission:
         self.plan, self.site, self.world, self.folder, self.config = (plan, site, world, folder,
                                                                        config)
         cfg = config
-        inspects = cfg.perception and isinstance(plan.asset, PipeAsset)
+        inspects = cfg.perception and isinstance(plan.asset, PipeAsset | TunnelAsset)
         # Without perception the camera only feeds the recording
         camera_hz = cfg.camera_rate_hz if inspects else 1.0 / cfg.record_period_s
         self.sim = Simulation(world, SimConfig(step_s=cfg.step_s, seed=cfg.seed,
@@ -276,20 +336,26 @@ class _Mission:
         self.executor = MissionExecutor(plan, self.route)
         self.odometry = WheelOdometry(sim.mcu.params.ticks_per_m, sim.mcu.params.track_width_m)
         self.tethered = site.tether is not None
-        # Perception (pipes: findings are placed on the pipe wall)
+        # Perception: findings are placed on the pipe wall, or a tunnel's walls and ceiling
         self.detector: Detector | None = None
         self.mapper: DefectMapper | None = None
         asset = plan.asset
         self.axis = None
-        if inspects and isinstance(asset, PipeAsset) and sim.camera is not None:
+        if inspects and sim.camera is not None:
             self.detector = load_detector(plan.detector)
             legs = plan.route.path_legs()
             self.axis = next(a for a in site.axes if a.name == legs[0].axis)
             spec = sim.camera.spec
+            surface: WallModel
+            if isinstance(asset, PipeAsset):
+                surface = PipeModel(self.axis, asset.dn_mm / 2000.0)
+            else:
+                assert isinstance(asset, TunnelAsset)  # ``inspects``
+                surface = gallery_model(self.axis, asset, sim.truth)
             self.mapper = DefectMapper(
-                PipeModel(self.axis, asset.dn_mm / 2000.0),
-                PinholeCamera(spec.width_px, spec.height_px, focal_px(spec)),
-                asset.wall_thickness_m or 0.1)
+                surface, PinholeCamera(spec.width_px, spec.height_px, focal_px(spec)),
+                asset.wall_thickness_m if isinstance(asset, PipeAsset)
+                and asset.wall_thickness_m else 0.1)
         self.grid = OccupancyGrid(0.05)
         self.cloud = VoxelCloud(0.1)
         # Bookkeeping
@@ -582,12 +648,14 @@ class _Mission:
 
     def finish(self) -> SegmentMap | None:
         """Grade the segment and write the final findings, segment, map and cloud."""
-        mapper, folder = self.mapper, self.folder
+        mapper, folder, asset = self.mapper, self.folder, self.plan.asset
         segment = None
-        if mapper is not None and isinstance(self.plan.asset, PipeAsset):
+        if mapper is not None and isinstance(asset, PipeAsset | TunnelAsset):
             started = time.perf_counter()
-            segment = mapper.finish(SiteFactors(dn_mm=float(self.plan.asset.dn_mm)),
-                                    self.plan.asset.length_m)
+            if isinstance(asset, PipeAsset):
+                segment = mapper.finish(SiteFactors(dn_mm=float(asset.dn_mm)), asset.length_m)
+            else:  # CJJ 181's segment indices are for drainage pipes: findings only
+                segment = mapper.finish(None, abs(asset.to_m - asset.from_m))
             self.timing["mapper"] += time.perf_counter() - started
             for graded in segment.findings:
                 f = graded.finding
@@ -607,7 +675,8 @@ class _Mission:
             for finding_id in self.findings.keys() - final_ids:
                 folder.set_finding_status(finding_id,
                                           "rejected" if finding_id in rejected else "merged")
-            folder.set_segment(segment.evaluation)
+            if segment.evaluation is not None:
+                folder.set_segment(segment.evaluation)
         if self.scans:
             with contextlib.suppress(Exception):
                 folder.write_map(self.grid)
@@ -662,12 +731,14 @@ def run_simulated_mission(plan_path: str | Path, out_dir: str | Path, world: str
         folder.close(state, reason, merge=config.merge_recording)
     assert mission is not None
     sim = mission.sim
-    truth: tuple[PipeDefect, ...] = ()
+    truth: tuple[TruthDefect, ...] = ()
+    leg = plan.route.path_legs()[0]
+    reached_m = leg.from_m + math.copysign(mission.outbound_m, leg.to_m - leg.from_m)
     if sim.truth.pipe is not None:
-        pipe = sim.truth.pipe
-        leg = plan.route.path_legs()[0]
-        reached_m = leg.from_m + math.copysign(mission.outbound_m, leg.to_m - leg.from_m)
-        truth = tuple(d for d in pipe.defects if d.distance_m <= reached_m - 1.0)
+        truth = tuple(d for d in sim.truth.pipe.defects if d.distance_m <= reached_m - 1.0)
+    elif sim.truth.tunnel is not None and mission.axis is not None:
+        truth = tuple(d for d in tunnel_truth(sim.truth, mission.axis)
+                      if d.distance_m <= reached_m - 1.0)
     out = mission.output
     return MissionResult(
         folder=Path(out_dir), state=state, reason=reason, world=world_name,
