@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from navigation.path import Polyline
 from perception.errors import DatasetError
-from perception.synthetic.textures import TEXTURES, random_texture
+from perception.synthetic.textures import TEXTURES, random_texture, wall_style
 from sim_worlds.simulator.body import BodyState
 from sim_worlds.simulator.camera import Camera, TextureCache, focal_px
 from sim_worlds.simulator.sdf import rotation_from_rpy
@@ -104,6 +104,9 @@ class RenderSettings:
     # Distance before a feature on this surface (tunnel: ceiling, floor, ...), where it differs
     # from distance_before_defect_m: a ceiling comes into view only from farther away.
     surface_distance_m: tuple[tuple[str, tuple[float, float]], ...] = ()
+    # Crack and seepage patches take the look's wall concrete (``textures.WallStyle``) instead
+    # of a tone of their own: no tell-tale rectangle around a defect.
+    matched_wall: bool = False
 
 
 # Utility tunnel: wall and ceiling features sit 1.2-3.5 m up, so a camera 0.2 m above the floor
@@ -118,6 +121,7 @@ TUNNEL_SETTINGS = RenderSettings(
     yaw_sigma_rad=0.12,
     ambient_light=(0.0, 0.5),
     exclude_route_m=(0.0, 150.0),
+    matched_wall=True,
 )
 WORLD_SETTINGS: dict[str, RenderSettings] = {"utility_tunnel": TUNNEL_SETTINGS}
 
@@ -198,8 +202,9 @@ class DatasetRenderer:
     def _look(self, rng: np.random.Generator, seed: int) -> Camera:
         """A camera whose texture cache holds this look's repainted textures and lamp."""
         cache = TextureCache()
+        style = wall_style(rng) if self.settings.matched_wall else None
         for path in self._texture_paths:
-            cache.put(path, random_texture(path.stem, rng, self.settings.distractors))
+            cache.put(path, random_texture(path.stem, rng, self.settings.distractors, style))
         lamp = replace(self._camera.lamp,
                        intensity=self._camera.lamp.intensity * float(rng.uniform(0.6, 1.4)))
         return Camera(self._camera.spec, lamp, seed=seed, textures=cache,
@@ -474,6 +479,7 @@ def write_dataset(out_dir: Path, looks: dict[str, int], world: str = "sewer_dn10
                      "held_out_route_m": (list(spec.exclude_route_m)
                                           if spec.exclude_route_m is not None else None),
                      "held_out_features": list(renderer.held_out_ids),
+                     "matched_wall": spec.matched_wall,
                      "git_commit": _git_commit()},
     }
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

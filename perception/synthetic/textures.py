@@ -8,6 +8,7 @@ colour each time, so that a detector learns the defect and not one picture of it
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -24,9 +25,42 @@ def _noise(rng: np.random.Generator, cells: tuple[int, ...] = (64, 32, 16, 8, 4)
     return fbm(SIZE_PX, int(rng.integers(0, 2**30)), cells)
 
 
-def _concrete(rng: np.random.Generator) -> FloatImage:
-    base = rng.uniform(0.25, 0.45) + rng.uniform(0.3, 0.55) * _noise(rng)
-    pores = rng.random((SIZE_PX, SIZE_PX)) > rng.uniform(0.97, 0.995)
+@dataclass(frozen=True)
+class WallStyle:
+    """One look's plain concrete, shared by the defect patches painted on that wall.
+
+    Without it every texture draws its own tone and colour, and a crack or seepage patch
+    shows as a rectangle of different concrete: a detector then learns the rectangle. On a
+    real wall (and in the worlds' own textures) the concrete around a crack is the wall's.
+    """
+
+    offset: float
+    amplitude: float
+    pore_threshold: float
+    tint: tuple[float, float, float]
+    light_scale: float
+
+
+# Textures drawn on a wall's own concrete (they take the look's ``WallStyle``)
+WALL_TEXTURES = frozenset({"concrete", "crack", "seepage"})
+
+
+def wall_style(rng: np.random.Generator) -> WallStyle:
+    """A random concrete look for one rendered look."""
+    tint = rng.normal(1.0, 0.04, 3)
+    return WallStyle(float(rng.uniform(0.25, 0.45)), float(rng.uniform(0.3, 0.55)),
+                     float(rng.uniform(0.97, 0.995)),
+                     (float(tint[0]), float(tint[1]), float(tint[2])),
+                     float(rng.uniform(0.8, 1.1)))
+
+
+def _concrete(rng: np.random.Generator, style: WallStyle | None = None) -> FloatImage:
+    if style is None:
+        base = rng.uniform(0.25, 0.45) + rng.uniform(0.3, 0.55) * _noise(rng)
+        pores = rng.random((SIZE_PX, SIZE_PX)) > rng.uniform(0.97, 0.995)
+    else:  # the wall's tone, with this patch's own noise
+        base = style.offset + style.amplitude * _noise(rng)
+        pores = rng.random((SIZE_PX, SIZE_PX)) > style.pore_threshold
     base[pores] *= 0.45
     return base
 
@@ -41,9 +75,9 @@ def _wander(rng: np.random.Generator, start: NDArray[np.float64], heading: float
     return np.round(np.array(points)).astype(np.int32)
 
 
-def crack(rng: np.random.Generator) -> FloatImage:
+def crack(rng: np.random.Generator, style: WallStyle | None = None) -> FloatImage:
     """Concrete with a main crack across the patch and a few thinner branches."""
-    image = _concrete(rng)
+    image = _concrete(rng, style)
     heading = rng.uniform(-0.4, 0.4) + (np.pi / 2 if rng.random() < 0.3 else 0.0)
     start = np.array([0.0, SIZE_PX * rng.uniform(0.3, 0.7)])
     if heading > 1.0:
@@ -105,9 +139,9 @@ def sediment(rng: np.random.Generator) -> FloatImage:
     return mud
 
 
-def seepage(rng: np.random.Generator) -> FloatImage:
+def seepage(rng: np.random.Generator, style: WallStyle | None = None) -> FloatImage:
     """A damp patch, darkest at its centre."""
-    base = _concrete(rng)
+    base = _concrete(rng, style)
     coords = (np.arange(SIZE_PX, dtype=np.float64) - SIZE_PX / 2.0) / (SIZE_PX / 2.0)
     yy, xx = np.meshgrid(coords, coords, indexing="ij")
     distance = np.sqrt(xx * xx + yy * yy) + 0.35 * _noise(rng, (32, 16, 8))
@@ -141,12 +175,22 @@ TEXTURES: dict[str, Callable[[np.random.Generator], FloatImage]] = {
 }
 
 
-def colourise(name: str, intensity: FloatImage, rng: np.random.Generator) -> ImageBGR:
-    """Map an intensity image to BGR between the texture's jittered dark and light colours."""
+_WALL_DRAW: dict[str, Callable[[np.random.Generator, WallStyle], FloatImage]] = {
+    "concrete": _concrete, "crack": crack, "seepage": seepage}
+
+
+def colourise(name: str, intensity: FloatImage, rng: np.random.Generator,
+              style: WallStyle | None = None) -> ImageBGR:
+    """Map an intensity image to BGR between the texture's jittered dark and light colours
+    (``style``: the wall's colours instead of a jitter of its own)."""
     dark, light = (np.asarray(c, dtype=np.float64) for c in _COLOURS[name])
-    tint = rng.normal(1.0, 0.04, 3)
+    if style is None:
+        tint = rng.normal(1.0, 0.04, 3)
+        light_scale = rng.uniform(0.8, 1.1)
+    else:
+        tint, light_scale = np.asarray(style.tint), style.light_scale
     dark = np.clip(dark * tint, 0, 255)
-    light = np.clip(light * tint * rng.uniform(0.8, 1.1), 0, 255)
+    light = np.clip(light * tint * light_scale, 0, 255)
     t = np.clip(intensity, 0.0, 1.0)[:, :, None]
     rgb = dark + (light - dark) * t
     return np.ascontiguousarray(rgb[:, :, ::-1].round().astype(np.uint8))
@@ -175,14 +219,16 @@ def with_distractors(intensity: FloatImage, rng: np.random.Generator) -> FloatIm
     return image
 
 
-def random_texture(name: str, rng: np.random.Generator, distractors: bool = False
-                   ) -> ImageBGR:
+def random_texture(name: str, rng: np.random.Generator, distractors: bool = False,
+                   style: WallStyle | None = None) -> ImageBGR:
     """One randomised BGR texture of kind ``name`` (a key of ``TEXTURES``).
 
     ``distractors`` adds stains, seams and scuffs to plain concrete (not to defect patches),
-    so a detector learns that a dark mark is not by itself a leak or a crack.
+    so a detector learns that a dark mark is not by itself a leak or a crack. ``style``: the
+    look's wall, which concrete and the patches on it (``WALL_TEXTURES``) share.
     """
-    intensity = TEXTURES[name](rng)
+    wall = style if name in WALL_TEXTURES else None
+    intensity = _WALL_DRAW[name](rng, wall) if wall is not None else TEXTURES[name](rng)
     if distractors and name == "concrete":
         intensity = with_distractors(intensity, rng)
-    return colourise(name, intensity, rng)
+    return colourise(name, intensity, rng, wall)
