@@ -207,6 +207,23 @@ def test_tether_with_estimated_stretch_corrects_6_percent_wheel_slip() -> None:
     assert alone.estimate().T_site_base[0, 3] == pytest.approx(106.0, abs=0.1)
 
 
+def test_a_calibrated_counter_keeps_the_distance_against_the_end_manholes_fixes() -> None:
+    # Under the end manhole BeiDou gives a burst of fixes (1.5 m sigma) whose mean can sit
+    # 0.8 m short (2 sigmas of the mean of 15): the counter, calibrated to 0.1 %, must hold.
+    loc = _localizer()
+    burst = SLIP_DRIVE.stamps_ns(5.0)[-15:]
+    covariance = np.diag([1.5**2, 1.5**2, 3.0**2])
+    fixes: list[Event] = [
+        (stamp, 2, partial(loc.add_position_fix, PositionFix(
+            stamp, SLIP_DRIVE.pose(stamp / NS)[:3, 3] - [0.8, 0.0, 0.0], covariance,
+            FixSource.BEIDOU))) for stamp in burst]
+    _run(_wheel_events(loc, SLIP_DRIVE, scale=1.06) + _tether_events(loc, SLIP_DRIVE, 0.004)
+         + fixes)
+    stamp, T_site_base = loc.smooth()[-1]
+    pulled_m = SLIP_DRIVE.pose(stamp / NS)[0, 3] - T_site_base[0, 3]
+    assert pulled_m < 0.08  # 0.06 m; with the stretch walking 0.0002 per sqrt(m): 0.2 m
+
+
 def test_stretch_is_learned_when_the_far_manhole_is_reached() -> None:
     loc = _localizer(_site(stretch_nominal=0.0, stretch_sigma=0.01))
     _run(_wheel_events(loc, SLIP_DRIVE, scale=1.06) + _tether_events(loc, SLIP_DRIVE, 0.004))
