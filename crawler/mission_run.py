@@ -275,6 +275,14 @@ def gallery_model(axis: Axis, asset: TunnelAsset, truth: WorldTruth) -> GalleryM
     return GalleryModel(axis, width_m, height_m)
 
 
+def detector_spec(plan: MissionPlan) -> str:
+    """The plan's detector; plain ``shipped`` is the shipped model made for the asset's kind
+    of site (a tunnel's walls look nothing like a pipe's)."""
+    if plan.detector.strip() == "shipped" and isinstance(plan.asset, TunnelAsset):
+        return "shipped:tunnel"
+    return plan.detector
+
+
 def plan_world(plan: MissionPlan, world: str | None) -> str:
     """The simulated world a plan runs in: ``world`` if given, else its ``world:NAME`` site."""
     if world is not None:
@@ -342,7 +350,7 @@ class _Mission:
         asset = plan.asset
         self.axis = None
         if inspects and sim.camera is not None:
-            self.detector = load_detector(plan.detector)
+            self.detector = load_detector(detector_spec(plan))
             legs = plan.route.path_legs()
             self.axis = next(a for a in site.axes if a.name == legs[0].axis)
             spec = sim.camera.spec

@@ -1,7 +1,9 @@
 """Defect detectors behind one interface, chosen by a spec string.
 
 Specs: ``ultralytics:PATH.pt``, ``onnx:PATH.onnx``, ``classical``, ``python:module:Class``, and
-``shipped``: the ONNX model trained by the project (``perception/models/crawler_defects.onnx``).
+``shipped[:SITE]``: an ONNX model trained by the project, one per kind of site:
+``shipped`` / ``shipped:pipe`` (``perception/models/crawler_defects.onnx``, sewer and drainage
+pipes) and ``shipped:tunnel`` (``crawler_tunnel.onnx``, utility-tunnel walls, ceiling and floor).
 Backends import lazily (Ultralytics pulls in torch), so naming one never loads the others.
 """
 
@@ -18,6 +20,7 @@ from perception.errors import DetectorSpecError, ModelLoadError
 __all__ = [
     "DETECTOR_PLUGINS",
     "SHIPPED_MODEL",
+    "SHIPPED_MODELS",
     "Detection",
     "Detector",
     "DetectorOptions",
@@ -48,7 +51,11 @@ class DetectorSpec:
 
 Factory = Callable[[str, DetectorOptions], Detector]
 
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "crawler_defects.onnx"
+_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+SHIPPED_MODEL = _MODELS_DIR / "crawler_defects.onnx"
+SHIPPED_MODELS: dict[str, Path] = {"pipe": SHIPPED_MODEL,
+                                   "tunnel": _MODELS_DIR / "crawler_tunnel.onnx"}
+"""The shipped model of each kind of site (``shipped:KIND``)."""
 
 
 def _ultralytics(argument: str, options: DetectorOptions) -> Detector:
@@ -64,9 +71,7 @@ def _onnx(argument: str, options: DetectorOptions) -> Detector:
 
 
 def _shipped(argument: str, options: DetectorOptions) -> Detector:
-    if argument:
-        raise DetectorSpecError(f"'shipped' takes no argument, got 'shipped:{argument}'")
-    return _onnx(str(SHIPPED_MODEL), options)
+    return _onnx(str(SHIPPED_MODELS[argument or "pipe"]), options)  # parse_spec checked it
 
 
 def _classical(argument: str, options: DetectorOptions) -> Detector:
@@ -122,6 +127,9 @@ def parse_spec(spec: str) -> DetectorSpec:
         raise DetectorSpecError(f"unknown detector '{spec}': use one of {known}")
     if kind in ("ultralytics", "onnx", "python") and not argument:
         raise DetectorSpecError(f"detector '{spec}' needs an argument: {kind}:...")
+    if kind == "shipped" and argument and argument not in SHIPPED_MODELS:
+        kinds = ", ".join(f"'shipped:{name}'" for name in SHIPPED_MODELS)
+        raise DetectorSpecError(f"no shipped model '{spec}': use 'shipped' or {kinds}")
     return DetectorSpec(kind, argument)
 
 

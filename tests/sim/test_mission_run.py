@@ -9,10 +9,19 @@ import pytest
 import yaml
 
 from crawler.cli import main
-from crawler.mission_run import RunConfig, RunProgress, run_simulated_mission
+from crawler.mission_run import (
+    RunConfig,
+    RunProgress,
+    detector_spec,
+    run_simulated_mission,
+    tunnel_truth,
+)
 from navigation.bag_io import bag_summary, read_bag
 from navigation.map_export import read_tum
 from navigation.mission import GasReadings, MissionFolder, MissionPlan, load_plan
+from navigation.mission.plan import load_plan_site
+from sim_worlds.simulator.simulation import world_path
+from sim_worlds.worldgen.truth import load_truth
 
 PLAN = Path(__file__).resolve().parents[2] / "navigation/mission/examples/sewer_dn1000.yaml"
 
@@ -124,3 +133,22 @@ def test_mission_run_command_leaves_the_folder_and_its_report(
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "sewer_dn1000" in html and (out / "report.pdf").stat().st_size > 1000
     assert (out / "defects.geojson").is_file()
+
+
+TUNNEL_PLAN = PLAN.with_name("utility_tunnel.yaml")
+
+
+def test_tunnel_truth_and_detector_follow_the_asset() -> None:
+    """A tunnel mission is scored on its gallery's surface features, with the tunnel model."""
+    plan = load_plan(TUNNEL_PLAN)
+    assert detector_spec(plan) == "shipped:tunnel"
+    assert detector_spec(load_plan(PLAN)) == "shipped"
+    assert detector_spec(plan.model_copy(update={"detector": "classical"})) == "classical"
+    site = load_plan_site(plan)
+    main_axis = next(a for a in site.axes if a.name == "main")
+    truth = {d.id: (d.code, d.distance_m) for d in tunnel_truth(
+        load_truth(world_path("utility_tunnel").with_suffix(".truth.yaml")), main_axis)}
+    assert truth["CR1"] == ("PL", pytest.approx(62.85))
+    assert truth["SP1"] == ("SL", pytest.approx(120.4))
+    assert truth["W1"] == ("JS", pytest.approx(120.0))
+    assert "CR5" not in truth and "W3" not in truth  # the branch's: not on the main gallery

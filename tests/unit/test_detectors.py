@@ -311,6 +311,17 @@ def test_unknown_kind_is_a_spec_error() -> None:
         load_detector("onx:model.onnx")
 
 
+def test_shipped_models_are_named_by_kind_of_site() -> None:
+    """``shipped`` is the pipe model; ``shipped:tunnel`` the tunnel's; others list them."""
+    from perception.detectors import SHIPPED_MODELS, parse_spec
+
+    assert parse_spec("shipped").argument == ""
+    assert parse_spec("shipped:tunnel").argument == "tunnel"
+    assert all(path.is_file() for path in SHIPPED_MODELS.values())
+    with pytest.raises(DetectorSpecError, match="'shipped:tunnel'"):
+        parse_spec("shipped:sewr")
+
+
 @pytest.mark.parametrize("shape_hw", [(480, 640), (640, 480), (100, 100), (1080, 1920)])
 def test_letterbox_round_trip(shape_hw: tuple[int, int]) -> None:
     """A box placed by the letterbox maps back onto itself; the padding is grey 114."""
