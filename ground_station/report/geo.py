@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ground_station.report.codes import code_names
 from ground_station.report.folder import Finding, Mission
 from navigation.geodesy import SiteFrame
 from navigation.site import SiteFileError, load_site, site_from_truth
-from perception.grading import default_standard
 
 CRS_NAME = "urn:ogc:def:crs:EPSG::4490"
 WORLD_PREFIX = "world:"
@@ -48,14 +48,14 @@ def site_frame(mission: Mission) -> tuple[SiteFrame | None, str | None]:
 
 def finding_properties(f: Finding, number: int, segment_id: str | None) -> dict[str, Any]:
     """Every column of the finding, plus its number in the report and the code's names."""
-    entry = default_standard().defects.get(f.code)
+    names = code_names(f.code)
     return {
         "no": number,
         "id": f.id,
         "segment_id": segment_id,
         "code": f.code,
-        "name_zh": entry.name_zh if entry else None,
-        "name_en": entry.name_en if entry else None,
+        "name_zh": names[0] if names else None,
+        "name_en": names[1] if names else None,
         "grade": f.grade,
         "score": f.score,
         "start_m": f.start_m,

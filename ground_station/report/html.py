@@ -47,14 +47,14 @@ def _data_uri(mime: str, payload: bytes) -> str:
 def render(data: ReportData) -> str:
     """The whole report as HTML text."""
     m = data.mission
-    segment_id = str(data.asset.get("segment_id") or m.name or data.folder.name)
+    asset_id = data.asset_id
     font = base64.b64encode(FONT_PATH.read_bytes()).decode("ascii")
     out = [
         '<!DOCTYPE html>\n<html lang="zh-CN"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(texts.TITLE[0])} {escape(segment_id)}</title>",
+        f"<title>{escape(data.title[0])} {escape(asset_id)}</title>",
         f"<style>{_CSS % {'font': font}}</style></head><body>",
-        f"<header><h1>{_bi(texts.TITLE)}</h1><p><b>{escape(segment_id)}</b> "
+        f"<header><h1>{_bi(data.title)}</h1><p><b>{escape(asset_id)}</b> "
         f"{escape(m.name)}</p></header>",
     ]
     banner = model.banner_lines(data)
@@ -82,7 +82,7 @@ def render(data: ReportData) -> str:
 
 
 def _findings(data: ReportData) -> list[str]:
-    out = [f'<section id="segment-table"><h2>{_bi(texts.SEGMENT_TABLE)}</h2>']
+    out = [f'<section id="segment-table"><h2>{_bi(data.findings_title)}</h2>']
     if not data.rows:
         out.append(f"<p>{_bi(texts.NO_FINDINGS)}</p>")
     out.append('<table class="findings"><thead><tr>'
@@ -132,7 +132,7 @@ def _segment(data: ReportData) -> list[str]:
 
 
 def _maps(data: ReportData) -> list[str]:
-    out = [f'<section id="map"><h2>{_bi(texts.MAP)}</h2><p>{_bi(texts.MAP_NOTE)}</p>',
+    out = [f'<section id="map"><h2>{_bi(texts.MAP)}</h2><p>{_bi(data.map_note)}</p>',
            drawing.to_svg(data.defect_map, texts.MAP[1]),
            f"<h3>{_bi(texts.TRAJECTORY)}</h3>"]
     if data.trajectory_map is None:

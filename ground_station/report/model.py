@@ -12,6 +12,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from ground_station.report import drawing, geo, segment, texts
+from ground_station.report.codes import code_names
 from ground_station.report.folder import (
     Finding,
     FindingsDb,
@@ -32,6 +33,7 @@ from perception.grading import (
 )
 
 THUMBNAIL_PX = 320
+_UNKNOWN_CODE = ("?", "unknown code")
 _JPEG_QUALITY = 80
 
 
@@ -94,6 +96,48 @@ class ReportData:
         """The plan's asset."""
         return self.mission.asset
 
+    @property
+    def kind(self) -> str:
+        """The asset kind whose texts the report uses: pipe, tunnel or shelter."""
+        return asset_kind(self.asset)
+
+    @property
+    def title(self) -> Pair:
+        """The report's title for this kind of asset."""
+        return texts.TITLES[self.kind]
+
+    @property
+    def findings_title(self) -> Pair:
+        """The title of the findings table."""
+        return texts.FINDINGS_TABLES[self.kind]
+
+    @property
+    def map_note(self) -> Pair:
+        """The caption of the defect map."""
+        return texts.MAP_NOTES[self.kind]
+
+    @property
+    def asset_id(self) -> str:
+        """What names the inspected asset (segment, section or shelter), else the mission."""
+        return asset_id(self.asset) or self.mission.name or self.folder.name
+
+
+def asset_kind(asset: Mapping[str, Any]) -> str:
+    """The asset's kind when the report knows it; anything else reads as a pipe."""
+    kind = str(asset.get("kind", "pipe"))
+    return kind if kind in texts.TITLES else "pipe"
+
+
+def asset_id(asset: Mapping[str, Any]) -> str:
+    """The asset's identifier from the plan ('' when it has none)."""
+    kind = asset_kind(asset)
+    if kind == "tunnel":
+        return str(asset.get("section_id") or "")
+    if kind == "shelter":
+        name, level = asset.get("name") or "", asset.get("level")
+        return f"{name} {level}" if name and level else str(name)
+    return str(asset.get("segment_id") or "")
+
 
 def gather(folder: Path, now: datetime | None = None) -> ReportData:
     """Read the folder and work out every figure of the report."""
@@ -120,9 +164,7 @@ def gather(folder: Path, now: datetime | None = None) -> ReportData:
     else:
         summary, _ = segment.compute(findings, asset, mission.path)
 
-    length = asset.get("length_m")
-    length_m = float(length) if isinstance(length, int | float) and length > 0 else max(
-        [f.end_m for f in findings] + [mission.distance_done_m or 0.0, 1.0])
+    length_m = _map_length(asset, findings, mission.distance_done_m)
     geojson, geo_notes = geo.defects_geojson(findings, numbers, mission)
     notes.extend(geo_notes)
     return ReportData(
@@ -143,6 +185,22 @@ def gather(folder: Path, now: datetime | None = None) -> ReportData:
     )
 
 
+def _map_length(asset: Mapping[str, Any], findings: tuple[Finding, ...],
+                done_m: float | None) -> float:
+    """How far the defect map reaches: the pipe's length, the tunnel section's end chainage.
+
+    A tunnel's findings sit at their chainage along the gallery, and a route that returns to
+    its entry drives twice the section: the distance driven would stretch the map.
+    """
+    kind = asset_kind(asset)
+    keys = ("from_m", "to_m") if kind == "tunnel" else ("length_m",)
+    ends = [float(v) for v in (asset.get(k) for k in keys)
+            if isinstance(v, int | float) and not isinstance(v, bool) and v > 0]
+    if ends:
+        return max(ends)
+    return max([f.end_m for f in findings] + [done_m or 0.0, 1.0])
+
+
 def _row(folder: Path, no: int, f: Finding, notes: list[str]) -> Row:
     entry = default_standard().defects.get(f.code)
     value = f.score
@@ -157,8 +215,8 @@ def _row(folder: Path, no: int, f: Finding, notes: list[str]) -> Row:
     basis = f.grade_basis or ""
     if f.source:
         basis = f"[{f.source}] {basis}".strip()
-    return Row(no, f, entry.name_zh if entry else "?", entry.name_en if entry else "unknown code",
-               value, jpeg, size, basis)
+    name_zh, name_en = code_names(f.code) or _UNKNOWN_CODE
+    return Row(no, f, name_zh, name_en, value, jpeg, size, basis)
 
 
 def _thumbnail(folder: Path, relative: str, fid: str, notes: list[str]
@@ -183,18 +241,20 @@ def _thumbnail(folder: Path, relative: str, fid: str, notes: list[str]
 
 
 def _equivalents(findings: tuple[Finding, ...]) -> tuple[Equivalent, ...]:
-    std, mapping = default_standard(), default_mapping()
+    mapping = default_mapping()
     out = []
     for code in dict.fromkeys(f.code for f in findings):
-        entry = std.defects.get(code)
+        name_zh, name_en = code_names(code) or _UNKNOWN_CODE
         row = mapping.rows.get(code)
+        note = texts.OBSERVATION_NOTE if code in texts.OBSERVATION_CODES else (
+            "not in the mapping table")
         out.append(Equivalent(
             code=code,
-            name_zh=entry.name_zh if entry else "?",
-            name_en=entry.name_en if entry else "unknown code",
+            name_zh=name_zh,
+            name_en=name_en,
             pacp=to_pacp(code) if row else (),
             en13508=to_en13508(code) if row else (),
-            note=row.note if row else "not in the mapping table",
+            note=row.note if row else note,
         ))
     return tuple(out)
 
@@ -227,12 +287,7 @@ def info_lines(data: ReportData) -> list[tuple[Pair, str]]:
     left = _num(m.distance_left_m, 1)
     site = str(m.plan.get("site_file") or (f"world:{m.world}" if m.world else "-"))
     lines: list[tuple[Pair, str]] = [
-        (texts.INFO["segment_id"], str(a.get("segment_id", "-"))),
-        (texts.INFO["from_to"], f"{a.get('from_manhole', '-')} - {a.get('to_manhole', '-')}"),
-        (texts.INFO["dn_mm"], _num(a.get("dn_mm"), 0)),
-        (texts.INFO["material"], str(a.get("material", "-"))),
-        (texts.INFO["length_m"], _num(a.get("length_m"), 1)),
-        (texts.INFO["depth_m"], _num(a.get("depth_m"), 1)),
+        *asset_lines(a),
         (texts.INFO["direction"], str(m.plan.get("direction", "-"))),
         (texts.INFO["mission"], m.name or "-"),
         (texts.INFO["state"], state),
@@ -246,6 +301,41 @@ def info_lines(data: ReportData) -> list[tuple[Pair, str]]:
         (texts.INFO["generated"], _time(data.generated_utc)),
     ]
     return lines
+
+
+def asset_lines(a: Mapping[str, Any]) -> list[tuple[Pair, str]]:
+    """The header lines that describe the asset, by its kind."""
+    kind = asset_kind(a)
+    if kind == "tunnel":
+        return [
+            (texts.INFO["section_id"], str(a.get("section_id", "-"))),
+            (texts.INFO["gallery"], str(a.get("gallery", "-"))),
+            (texts.INFO["chainage"], f"{_num(a.get('from_m'), 1)} - {_num(a.get('to_m'), 1)}"),
+            (texts.INFO["clear_section"], _clear_section(a)),
+        ]
+    if kind == "shelter":
+        level = a.get("level")
+        all_levels = f"{texts.ALL_LEVELS[0]} {texts.ALL_LEVELS[1]}"
+        return [
+            (texts.INFO["shelter_name"], str(a.get("name", "-"))),
+            (texts.INFO["shelter_level"], all_levels if level is None else str(level)),
+        ]
+    return [
+        (texts.INFO["segment_id"], str(a.get("segment_id", "-"))),
+        (texts.INFO["from_to"], f"{a.get('from_manhole', '-')} - {a.get('to_manhole', '-')}"),
+        (texts.INFO["dn_mm"], _num(a.get("dn_mm"), 0)),
+        (texts.INFO["material"], str(a.get("material", "-"))),
+        (texts.INFO["length_m"], _num(a.get("length_m"), 1)),
+        (texts.INFO["depth_m"], _num(a.get("depth_m"), 1)),
+    ]
+
+
+def _clear_section(a: Mapping[str, Any]) -> str:
+    """'3.20 x 3.50' (width x height), '-' when the plan gives neither."""
+    width, height = a.get("width_m"), a.get("height_m")
+    if width is None and height is None:
+        return "-"
+    return f"{_num(width, 2)} x {_num(height, 2)}"
 
 
 def banner_lines(data: ReportData) -> list[str]:

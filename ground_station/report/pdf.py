@@ -56,16 +56,16 @@ def render(data: ReportData) -> bytes:
     pdf.set_margins(_MARGIN_MM, _MARGIN_MM, _MARGIN_MM)
     pdf.set_auto_page_break(True, margin=14)
     pdf.add_font(FONT, "", str(FONT_PATH))
-    segment_id = str(data.asset.get("segment_id") or data.mission.name or data.folder.name)
-    pdf.set_title(safe(f"{texts.TITLE[1]} {segment_id}"))
+    asset_id, title = data.asset_id, data.title
+    pdf.set_title(safe(f"{title[1]} {asset_id}"))
     pdf.set_creator("crawler ground_station.report")
-    pdf.footer_text = f"{segment_id} · {texts.TITLE[0]} · {data.generated_utc:%Y-%m-%d %H:%M} UTC"
+    pdf.footer_text = f"{asset_id} · {title[0]} · {data.generated_utc:%Y-%m-%d %H:%M} UTC"
     pdf.add_page()
 
     pdf.set_font(FONT, size=16)
-    _para(pdf, 8, f"{texts.TITLE[0]}  {texts.TITLE[1]}")
+    _para(pdf, 8, f"{title[0]}  {title[1]}")
     pdf.set_font(FONT, size=10)
-    _para(pdf, 6, f"{segment_id}   {data.mission.name}")
+    _para(pdf, 6, f"{asset_id}   {data.mission.name}")
     pdf.ln(2)
     _banner(pdf, data)
     _key_values(pdf, model.info_lines(data))
@@ -127,7 +127,7 @@ def _key_values(pdf: FPDF, lines: Sequence[tuple[tuple[str, str], str]]) -> None
 
 
 def _findings(pdf: FPDF, data: ReportData) -> None:
-    _heading(pdf, texts.SEGMENT_TABLE)
+    _heading(pdf, data.findings_title)
     if not data.rows:
         _para(pdf, 5, f"{texts.NO_FINDINGS[0]}  {texts.NO_FINDINGS[1]}")
         return
@@ -229,7 +229,7 @@ def _draw(pdf: FPDF, d: drawing.Drawing) -> None:
 
 def _maps(pdf: FPDF, data: ReportData) -> None:
     _heading(pdf, texts.MAP)
-    _para(pdf, 4.5, f"{texts.MAP_NOTE[0]} {texts.MAP_NOTE[1]}")
+    _para(pdf, 4.5, f"{data.map_note[0]} {data.map_note[1]}")
     pdf.ln(1)
     _draw(pdf, data.defect_map)
     _heading(pdf, texts.TRAJECTORY)

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 TITLE = ("排水管道检测与评估报告", "Sewer inspection and evaluation report")
 SEGMENT_TABLE = ("管段状况评估表", "Segment condition assessment (CJJ 181-2012)")
+DEFECT_RECORD = ("病害记录表（代码按 CJJ 181-2012；积水 JS 仅记录，不评分）",
+                 "Defect record (codes per CJJ 181-2012; 积水 JS standing water recorded, "
+                 "not scored)")
+# per asset kind (navigation/mission/plan.py); a kind not listed here reads as a pipe
+TITLES = {
+    "pipe": TITLE,
+    "tunnel": ("综合管廊巡检报告", "Utility tunnel inspection report"),
+    "shelter": ("人防工程巡检报告", "Civil-defence shelter inspection report"),
+}
+FINDINGS_TABLES = {"pipe": SEGMENT_TABLE, "tunnel": DEFECT_RECORD, "shelter": DEFECT_RECORD}
 
 INFO = {
     "segment_id": ("管段编号", "Segment"),
@@ -12,6 +22,12 @@ INFO = {
     "material": ("管材", "Material"),
     "length_m": ("管段长度 (m)", "Segment length (m)"),
     "depth_m": ("埋深 (m)", "Invert depth (m)"),
+    "section_id": ("区段编号", "Section"),
+    "gallery": ("舱室", "Gallery"),
+    "chainage": ("起止里程 (m)", "Chainage from - to (m)"),
+    "clear_section": ("断面 (m)", "Clear section width x height (m)"),
+    "shelter_name": ("工程名称", "Shelter"),
+    "shelter_level": ("楼层", "Level"),
     "direction": ("检测方向", "Direction"),
     "mission": ("任务名称", "Mission"),
     "state": ("任务状态", "Mission state"),
@@ -60,6 +76,7 @@ COLUMNS = (
     ("判定依据", "Basis"),
 )
 NO_PHOTO = ("无照片", "no photo")
+ALL_LEVELS = ("全部", "all levels")
 NO_FINDINGS = ("未发现缺陷", "No defects recorded")
 NOT_COUNTED = ("不计入评估", "not counted")
 
@@ -96,6 +113,16 @@ MAP = ("缺陷分布图", "Defect map")
 MAP_NOTE = ("管道展开图：横轴为距离 (m)，纵轴为时钟位置；颜色表示等级。",
             "Unrolled pipe: distance along the pipe (m) across, clock position down; colour by "
             "grade.")
+_SECTION_CLOCK = ("纵轴为断面上的时钟位置（3 点：右侧墙，6 点：底板，12 点：顶板）；颜色表示等级。",
+                  "clock position around the section down (3 h: right wall, 6 h: floor, "
+                  "12 h: ceiling); colour by grade.")
+MAP_NOTES = {
+    "pipe": MAP_NOTE,
+    "tunnel": ("管廊展开图：横轴为沿舱室里程 (m)，" + _SECTION_CLOCK[0],
+               "Unrolled gallery: distance along the gallery (m) across, " + _SECTION_CLOCK[1]),
+    "shelter": ("路线展开图：横轴为沿路线距离 (m)，" + _SECTION_CLOCK[0],
+                "Unrolled route: distance along the route (m) across, " + _SECTION_CLOCK[1]),
+}
 TRAJECTORY = ("轨迹俯视图", "Trajectory (top view, site frame)")
 NO_TRAJECTORY = ("无轨迹数据", "no trajectory recorded")
 LEGEND_GRADE = ("等级", "Grade")
@@ -112,6 +139,11 @@ EQUIVALENTS = ("其他标准对照", "Equivalent codes: NASSCO PACP and EN 13508
 EQUIVALENTS_NOTE = ("对照关系为建议值，未核实；PACP 等级不由 CJJ 等级推导。",
                     "The mapping is a proposal, not verified; PACP grades are not derived from "
                     "CJJ grades.")
+# Codes the perception records that are not CJJ 181-2012 codes (the grading tables name those)
+OBSERVATION_CODES = {
+    "JS": ("积水", "standing water"),
+}
+OBSERVATION_NOTE = "not a CJJ 181-2012 code: recorded, not scored"
 EQUIVALENT_COLUMNS = (("代码", "CJJ code"), ("名称", "Name"), ("PACP", "PACP"),
                       ("EN 13508-2", "EN 13508-2"), ("备注", "Note"))
 

@@ -305,3 +305,99 @@ def test_stored_segment_with_bare_figures_gets_its_labels(tmp_path: Path) -> Non
     assert f"Smax = {ev.S_max:.2f}" in html
     assert ev.structural.grade.text_zh in html and ev.repair.text_zh in html
     assert ev.maintenance.text_zh in html
+
+
+def _with_asset(folder: Path, asset: dict[str, Any], *, water: bool = True) -> Path:
+    """The folder's plan turned to another kind of asset (and a JS finding added)."""
+    path = folder / "mission.yaml"
+    mission = yaml.safe_load(path.read_text(encoding="utf-8"))
+    mission["plan"]["asset"] = asset
+    mission["progress"]["distance_done_m"] = 240.0  # driven there and back
+    path.write_text(yaml.safe_dump(mission, sort_keys=False), encoding="utf-8")
+    db = sqlite3.connect(folder / "findings.sqlite")
+    db.execute("DELETE FROM segment")
+    if water:
+        db.execute("INSERT INTO findings (id, code, grade, score, start_m, end_m, clock_h, "
+                   "source, grade_basis) VALUES ('F005', 'JS', 1, NULL, 60.0, 62.0, 6.0, "
+                   "'camera', 'standing water (积水) recorded, not scored')")
+    db.commit()
+    db.close()
+    return folder
+
+
+TUNNEL = {"kind": "tunnel", "section_id": "T-main-01", "gallery": "main", "from_m": 0.0,
+          "to_m": 150.0, "width_m": 3.2, "height_m": 3.5}
+SHELTER = {"kind": "shelter", "name": "Civic shelter 3", "level": "B1"}
+
+
+@pytest.fixture(scope="module")
+def tunnel(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Any]:
+    folder = _with_asset(make_folder(tmp_path_factory.mktemp("tunnel")), TUNNEL)
+    files = build_report(folder, now=NOW)
+    return files.html.read_text(encoding="utf-8"), files
+
+
+def test_tunnel_report_has_its_title_header_table_and_caption(tunnel: tuple[str, Any]) -> None:
+    html, files = tunnel
+    assert "综合管廊巡检报告" in html and "Utility tunnel inspection report" in html
+    assert "<title>综合管廊巡检报告 T-main-01</title>" in html
+    assert "排水管道" not in html and "Sewer inspection" not in html
+    for label in ("区段编号", "Section", "舱室", "Gallery", "起止里程", "Chainage from - to",
+                  "断面", "Clear section width x height"):
+        assert label in html
+    assert "0.0 - 150.0" in html and "3.20 x 3.50" in html
+    for pipe_label in ("管段编号", "起止井号", "管径", "管材", "埋深"):
+        assert pipe_label not in html
+    table = re.search(r'<section id="segment-table"><h2>(.*?)</h2>', html, re.S)
+    assert table and "病害记录表" in table.group(1) and "Defect record" in table.group(1)
+    assert "JS standing water recorded, not scored" in table.group(1)
+    assert "管段状况评估表" not in html and "Segment condition assessment" not in html
+    assert "Unrolled gallery: distance along the gallery (m) across" in html
+    assert "3 h: right wall, 6 h: floor, 12 h: ceiling" in html and "管廊展开图" in html
+    assert "Unrolled pipe" not in html
+    water = _row(html, "F005")
+    assert "积水" in water and "standing water" in water and "unknown code" not in water
+    assert 'id="evaluation"' not in html and not files.segment_computed
+    assert any("no segment evaluation" in note for note in files.notes)
+    defect_map = html[html.index("<svg"):html.index("</svg>")]
+    assert ">140</text>" in defect_map  # ticks every 20 m up to the section's end (150 m) ...
+    assert ">200</text>" not in defect_map  # ... not to the 240 m driven there and back
+    doc = json.loads(files.geojson.read_text(encoding="utf-8"))
+    props = {f["id"]: f["properties"] for f in doc["features"]}
+    assert props["F005"]["name_zh"] == "积水" and props["F005"]["name_en"] == "standing water"
+    assert files.pdf.read_bytes().startswith(b"%PDF-")
+
+
+def test_tunnel_without_a_section_size(tmp_path: Path) -> None:
+    asset = {k: v for k, v in TUNNEL.items() if k not in ("width_m", "height_m")}
+    folder = _with_asset(make_folder(tmp_path), asset, water=False)
+    html = build_report(folder, now=NOW).html.read_text(encoding="utf-8")
+    row = re.search(r"<tr><td>断面 .*?</tr>", html, re.S)
+    assert row and "<td>-</td>" in row.group(0)
+
+
+def test_shelter_report_has_its_title_and_header(tmp_path: Path) -> None:
+    folder = _with_asset(make_folder(tmp_path), SHELTER)
+    files = build_report(folder, now=NOW)
+    html = files.html.read_text(encoding="utf-8")
+    assert "人防工程巡检报告" in html and "Civil-defence shelter inspection report" in html
+    assert "<title>人防工程巡检报告 Civic shelter 3 B1</title>" in html
+    assert "排水管道" not in html and "管段编号" not in html
+    for label in ("工程名称", "Shelter", "楼层", "Level", "Civic shelter 3", "B1"):
+        assert label in html
+    assert "病害记录表" in html and "管段状况评估表" not in html
+    assert "积水" in _row(html, "F005")
+    assert "Unrolled route" in html and "Unrolled pipe" not in html
+    assert files.pdf.read_bytes().startswith(b"%PDF-")
+
+
+def test_pipe_report_keeps_the_sewer_texts(completed: tuple[Path, Any]) -> None:
+    html = completed[1].html.read_text(encoding="utf-8")
+    assert "<title>排水管道检测与评估报告 MH-A/MH-B</title>" in html
+    assert ('<h1>排水管道检测与评估报告 <span class="en">Sewer inspection and evaluation report'
+            "</span></h1>") in html
+    assert "管段状况评估表" in html and "Segment condition assessment (CJJ 181-2012)" in html
+    for label in ("管段编号", "起止井号", "管径 (mm)", "管材", "管段长度 (m)", "埋深 (m)"):
+        assert label in html
+    assert "Unrolled pipe: distance along the pipe (m) across, clock position down" in html
+    assert "综合管廊" not in html and "病害记录表" not in html and "区段编号" not in html
