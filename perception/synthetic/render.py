@@ -107,6 +107,10 @@ class RenderSettings:
     # Crack and seepage patches take the look's wall concrete (``textures.WallStyle``) instead
     # of a tone of their own: no tell-tale rectangle around a defect.
     matched_wall: bool = False
+    # Per class, how far from the camera a defect's pixels are still labelled: a hairline
+    # crack is finer than a pixel beyond a few metres, and a label on plain-looking wall
+    # teaches the detector nothing but noise.
+    label_range_m: tuple[tuple[str, float], ...] = ()
 
 
 # Utility tunnel: wall and ceiling features sit 1.2-3.5 m up, so a camera 0.2 m above the floor
@@ -122,6 +126,7 @@ TUNNEL_SETTINGS = RenderSettings(
     ambient_light=(0.0, 0.5),
     exclude_route_m=(0.0, 150.0),
     matched_wall=True,
+    label_range_m=(("PL", 5.0),),  # a 2-7 mm crack is under 1 px beyond ~4 m at 640 x 480
 )
 WORLD_SETTINGS: dict[str, RenderSettings] = {"utility_tunnel": TUNNEL_SETTINGS}
 
@@ -318,8 +323,12 @@ class DatasetRenderer:
         owner = self._owner[index]
         boxes = []
         min_rays = self.settings.min_label_px / LABEL_STEP_PX**2
+        ranges = dict(self.settings.label_range_m)
+        range_m = np.linalg.norm(hits.point_m - T_world_camera[:3, 3], axis=1)
         for target_id, target in enumerate(self._targets):
             on = owner == target_id
+            if target.code in ranges:
+                on &= range_m <= ranges[target.code]
             if target.joint_centre_m is not None and target.joint_normal is not None:
                 along = (hits.point_m - target.joint_centre_m) @ target.joint_normal
                 on |= self._ring[index] & (np.abs(along) < JOINT_BAND_M)
@@ -480,6 +489,7 @@ def write_dataset(out_dir: Path, looks: dict[str, int], world: str = "sewer_dn10
                                           if spec.exclude_route_m is not None else None),
                      "held_out_features": list(renderer.held_out_ids),
                      "matched_wall": spec.matched_wall,
+                     "label_range_m": dict(spec.label_range_m),
                      "git_commit": _git_commit()},
     }
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

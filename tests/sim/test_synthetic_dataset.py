@@ -155,6 +155,19 @@ def test_a_tunnel_frame_before_a_feature_labels_it_where_it_is(
     assert {"right": centre_x > 320, "upper": centre_y < 240, "lower": centre_y > 240}[where]
 
 
+def test_a_crack_too_far_to_resolve_is_not_labelled(tunnel: DatasetRenderer) -> None:
+    """Beyond its label range (5 m from the camera) a hairline crack is sub-pixel: no box."""
+    def cracks(before_m: float) -> list[tuple[float, float, float, float]]:
+        frame = tunnel.view("CR3", before_m, seed=3)
+        return [b.xyxy_px for b in frame.boxes if DETECTOR_CLASSES[b.class_index] == "PL"]
+
+    assert len(cracks(3.5)) == 1
+    assert cracks(6.0) == []
+    wide = replace(TUNNEL_SETTINGS, label_range_m=())
+    far = DatasetRenderer("utility_tunnel", wide).view("CR3", 6.0, seed=3)
+    assert any(DETECTOR_CLASSES[b.class_index] == "PL" for b in far.boxes)
+
+
 def test_the_held_out_stretch_has_no_targets_and_no_camera_looks_into_it(
         tunnel: DatasetRenderer) -> None:
     assert tunnel.held_out_ids == ("CR1", "SP1", "W1")  # the benchmark mission's stretch
