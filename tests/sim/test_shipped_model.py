@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from perception.synthetic.render import (
     DETECTOR_CLASSES,
     DatasetRenderer,
     RenderSettings,
+    default_settings,
 )
 
 
@@ -49,4 +51,25 @@ def test_the_shipped_model_finds_defects_in_unseen_looks() -> None:
                 break
     assert labelled >= 8
     assert hits >= 0.6 * labelled
+
+
+@pytest.mark.slow
+def test_the_tunnel_model_finds_the_held_out_seepage() -> None:
+    """SP1 lies in the main gallery's first 150 m, which training never saw. (The crack CR1
+    and the standing water W1 there are not asserted: the model finds hairline cracks and
+    water seldom yet, see its card.)"""
+    detector = load_detector("shipped:tunnel")
+    assert detector.classes == DETECTOR_CLASSES
+    renderer = DatasetRenderer("utility_tunnel", replace(
+        default_settings("utility_tunnel"), exclude_route_m=None))
+    wanted = {"SP1": "SL"}
+    found = dict.fromkeys(wanted, 0)
+    for feature, code in wanted.items():
+        for seed, distance_m in enumerate((1.5, 2.5, 3.5, 4.5, 5.5, 6.5)):
+            frame = renderer.view(feature, distance_m, seed=990_000 + seed)
+            labels = [b.xyxy_px for b in frame.boxes if DETECTOR_CLASSES[b.class_index] == code]
+            same = [d.box_xyxy_px for d in detector.detect(frame.image_bgr, 0) if d.code == code]
+            if labels and same and box_iou(np.array(labels), np.array(same)).max() >= 0.3:
+                found[feature] += 1
+    assert found["SP1"] >= 3, found
 
