@@ -103,6 +103,13 @@ class FusionConfig:
     wheel_vertical_sigma_per_m: float = 0.05
     """Planar encoders say nothing about slopes: loose."""
     wheel_tilt_sigma_rad_per_m: float = 0.02
+    """Encoders measure track travel, not how the ground tilts the body: this is the flat-
+    ground assumption, the only tilt information where no AHRS reading reaches the key."""
+    wheel_tilt_sigma_with_ahrs_rad_per_m: float = 0.2
+    """... and where the AHRS gives the tilt at the key. At a ramp's foot the pitch changes
+    10.6 degrees within 0.5 m (0.37 rad/m); at 0.02 the wheels fought lidar and the AHRS
+    there (a shelter's ramp: pitch 2 degrees off, height and side 5 cm off, carried on
+    through the lower level)."""
     wheel_yaw_sigma_rad_per_m: float = 0.01
     wheel_yaw_sigma_rad_per_rad: float = 0.2
     """Skid steering: the tracks slide sideways in a turn and the encoders over-read it by
@@ -354,17 +361,20 @@ def lidar_information_in_base(result: LidarOdometryResult, T_base_sensor: FloatA
     return 0.5 * (info_base + info_base.T)
 
 
-def wheel_odometry_sigmas(T_prev_curr: gtsam.Pose3, config: FusionConfig) -> FloatArray:
+def wheel_odometry_sigmas(T_prev_curr: gtsam.Pose3, config: FusionConfig,
+                          ahrs: bool = False) -> FloatArray:
     """Sigmas (roll, pitch, yaw, along, cross, vertical) of one odometry increment.
 
     Linear in the distance driven: slip makes the along-track error proportional to it.
+    ``ahrs``: the AHRS gives the tilt at the increment's end (the looser tilt sigma).
     """
     c = config
     distance = float(np.linalg.norm(T_prev_curr.translation()))
     turned = abs(T_prev_curr.rotation().yaw())
+    tilt = c.wheel_tilt_sigma_with_ahrs_rad_per_m if ahrs else c.wheel_tilt_sigma_rad_per_m
     return np.array([
-        c.wheel_tilt_sigma_rad_per_m * distance + c.wheel_rotation_floor_rad,
-        c.wheel_tilt_sigma_rad_per_m * distance + c.wheel_rotation_floor_rad,
+        tilt * distance + c.wheel_rotation_floor_rad,
+        tilt * distance + c.wheel_rotation_floor_rad,
         c.wheel_yaw_sigma_rad_per_m * distance + c.wheel_yaw_sigma_rad_per_rad * turned
         + c.wheel_rotation_floor_rad,
         c.wheel_along_sigma_per_m * distance + c.wheel_translation_floor_m,
@@ -845,7 +855,8 @@ class FusedLocalizer:
         index = self._add_key(stamp_ns, guess, T_odom_base)
         # Wheel odometry, or a weak motion prior where no odometry covers the interval
         if have_odometry:
-            self._add_wheel_factor(previous.index, index, increment)
+            self._add_wheel_factor(previous.index, index, increment,
+                                   self._tilt_near(stamp_ns) is not None)
         else:
             self._add_motion_prior(previous.index, index, (stamp_ns - previous.stamp_ns) / _NS)
         # Slip and stretch drift slowly with the distance driven
@@ -887,9 +898,9 @@ class FusedLocalizer:
 
     # --- factors ----------------------------------------------------------------------------
 
-    def _add_wheel_factor(self, i: int, j: int, increment: gtsam.Pose3) -> None:
+    def _add_wheel_factor(self, i: int, j: int, increment: gtsam.Pose3, ahrs: bool) -> None:
         c = self.config
-        noise = gtsam.noiseModel.Diagonal.Sigmas(wheel_odometry_sigmas(increment, c))
+        noise = gtsam.noiseModel.Diagonal.Sigmas(wheel_odometry_sigmas(increment, c, ahrs))
         if not c.estimate_wheel_scale:
             self._add_factor(gtsam.BetweenFactorPose3(X(i), X(j), increment, noise))
             return
@@ -933,12 +944,18 @@ class FusedLocalizer:
             X(previous.index), X(current.index), gtsam.Pose3(gtsam.Rot3.Yaw(yaw),
                                                              np.zeros(3)), noise))
 
+    def _tilt_near(self, stamp_ns: int) -> tuple[float, float] | None:
+        """The AHRS's (roll, pitch) if its latest reading is close enough to ``stamp_ns``."""
+        if self._tilt is None or abs(self._tilt[0] - stamp_ns) > self.config.imu_max_gap_s * _NS:
+            return None
+        return self._tilt[1], self._tilt[2]
+
     def _add_tilt_factor(self, key: _Key) -> None:
         """Gravity seen in the body: constrains roll and pitch, not yaw."""
-        gap_ns = self.config.imu_max_gap_s * _NS
-        if self._tilt is None or abs(self._tilt[0] - key.stamp_ns) > gap_ns:
+        tilt = self._tilt_near(key.stamp_ns)
+        if tilt is None:
             return
-        _, roll, pitch = self._tilt
+        roll, pitch = tilt
         down_site = np.array([0.0, 0.0, -1.0])
         down_base = gtsam.Rot3.RzRyRx(roll, pitch, 0.0).unrotate(down_site)
         noise = gtsam.noiseModel.Isotropic.Sigma(2, self.config.imu_tilt_sigma_rad)

@@ -15,15 +15,17 @@ failed run never leaves files that look complete.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from navigation.bag_io import BagReader, GeodeticFix, SensorRole, TetherLength
-from navigation.lidar_odometry import LidarOdometry, LidarOdometryConfig
+from navigation.lidar_odometry import LidarOdometry, LidarOdometryConfig, planar_config
 from navigation.localization import LocalizationPipeline, MotionPredictor
 from navigation.map_export import VoxelCloud, write_tum
 from navigation.occupancy import OccupancyGrid, write_map
@@ -49,6 +51,10 @@ class OfflineResult:
     distance_m: float
     files: tuple[Path, ...]
     skipped_messages: int
+    slam_seconds: float = 0.0
+    """Wall time spent registering scans and fusing (not reading the bag nor mapping)."""
+    scan_period_s: float = float("nan")
+    """Median interval between the scans' stamps."""
 
 
 def run_offline_slam(bag: Path, out: Path, site: Site | None = None,
@@ -58,7 +64,7 @@ def run_offline_slam(bag: Path, out: Path, site: Site | None = None,
         planar = SensorRole.CLOUD_3D not in reader.roles
         scan_role = SensorRole.SCAN_2D if planar else SensorRole.CLOUD_3D
         T_base_lidar = _lidar_mount(reader, scan_role)
-        config = LidarOdometryConfig(planar=planar)
+        config = planar_config() if planar else LidarOdometryConfig()
         pipeline = (LocalizationPipeline(site, T_base_lidar, lidar=config) if site is not None
                     else None)
         odometry = LidarOdometry(config) if pipeline is None else pipeline.lidar_odometry
@@ -67,6 +73,7 @@ def run_offline_slam(bag: Path, out: Path, site: Site | None = None,
         cloud = VoxelCloud(0.1) if not planar else None
         trajectory: list[tuple[int, FloatArray]] = []
         scans = 0
+        slam_seconds = 0.0
         # Replay the bag in time order
         for record in reader.records():
             data = record.data
@@ -74,6 +81,9 @@ def run_offline_slam(bag: Path, out: Path, site: Site | None = None,
                 # With a site file the robot starts at the entry of its first axis.
                 entry = pipeline.site.axes[0]
                 pipeline.initialize(entry.pose_at(entry.start_distance_m), record.stamp_ns)
+            if record.role is SensorRole.GROUND_TRUTH:
+                continue  # a simulator's truth, for scoring: never an input
+            started = time.perf_counter()
             if isinstance(data, OdometrySample):
                 if pipeline is not None:
                     pipeline.on_odometry(data)
@@ -93,6 +103,7 @@ def run_offline_slam(bag: Path, out: Path, site: Site | None = None,
                     # Lidar odometry's map is the first scan's sensor frame; ours: its base_link.
                     T_map_base = T_base_lidar @ result.T_map_sensor @ np.linalg.inv(T_base_lidar)
                 trajectory.append((data.stamp_ns, T_map_base))
+                slam_seconds += time.perf_counter() - started
                 if scans % MAP_EVERY_N_SCANS == 0:
                     _add_to_maps(grid, cloud, data, T_map_base @ T_base_lidar)
                 scans += 1
@@ -100,11 +111,18 @@ def run_offline_slam(bag: Path, out: Path, site: Site | None = None,
                     progress(f"{scans} scans")
             elif pipeline is not None:
                 _fuse_other(pipeline, site, data, record.stamp_ns)
+            if not isinstance(data, LaserScan2D | LidarScan3D):
+                slam_seconds += time.perf_counter() - started
         skipped = len(reader.skipped)
     # The smoothed trajectory replaces odometry's where the site gave absolute information
     if pipeline is not None:
+        started = time.perf_counter()
         trajectory = _resample(pipeline.localizer.smooth(), [s for s, _ in trajectory])
-    return _write_outputs(out, trajectory, grid, cloud, scans, skipped)
+        slam_seconds += time.perf_counter() - started
+    written = _write_outputs(out, trajectory, grid, cloud, scans, skipped)
+    stamps_ns = np.array([stamp for stamp, _ in trajectory])
+    period_s = float(np.median(np.diff(stamps_ns))) * 1e-9 if len(stamps_ns) > 1 else math.nan
+    return replace(written, slam_seconds=slam_seconds, scan_period_s=period_s)
 
 
 def _lidar_mount(reader: BagReader, role: SensorRole) -> FloatArray:

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from firmware_bridge.messages import Encoders, Imu, SetTwist, Tether
 from navigation.bag_io import BagWriter, GeodeticFix, ImuReading, TetherLength
-from navigation.path import pure_pursuit
+from navigation.path import PathFollower
 from navigation.records import FixSource, LaserScan2D, LidarScan3D, OdometrySample, PositionFix
 from navigation.wheel_odometry import OdometryState, WheelOdometry
 from sim_worlds.simulator.lidar import Lidar, LidarScan
@@ -171,16 +171,17 @@ def _static_transforms(sim: Simulation) -> dict[tuple[str, str], FloatArray]:
     return transforms
 
 
-def _command(sim: Simulation, speed_mps: float) -> None:
+def _command(sim: Simulation, follower: PathFollower) -> None:
+    """Pure pursuit that remembers its progress: a route into a room and back out doubles
+    back, and a follower without memory circles at the dead end."""
     s = sim.body.state
-    linear, angular = pure_pursuit(sim.route, s.x_m, s.y_m, s.yaw_rad, LOOKAHEAD_M, speed_mps)
-    sim.mcu.handle(SetTwist(linear, angular))
+    sim.mcu.handle(SetTwist(*follower.command(s.x_m, s.y_m, s.yaw_rad)))
 
 
-def _finished(sim: Simulation, step: int, max_steps: int, to_route_end: bool) -> bool:
+def _finished(follower: PathFollower, step: int, max_steps: int, to_route_end: bool) -> bool:
     if step >= max_steps:
         return True
-    return to_route_end and sim.route_distance_m() >= sim.route.length_m - ROUTE_END_MARGIN_M
+    return to_route_end and follower.progress_m >= follower.path.length_m - ROUTE_END_MARGIN_M
 
 
 def _max_steps(sim: Simulation, duration_s: float | None, speed_mps: float) -> int:
@@ -215,15 +216,16 @@ def record_drive(world: str | Path, out_bag: str | Path, duration_s: float | Non
     odometry = WheelOdometry(mcu.ticks_per_m, mcu.track_width_m)
     lidar_period_s = _lidar_period_s(sim)
     max_steps = _max_steps(sim, duration_s, speed_mps)
+    follower = PathFollower(sim.route, LOOKAHEAD_M, speed_mps)
     next_report_ns = _NS
     start_distance_m = sim.body.state.distance_m
     with BagWriter(out_bag, overwrite=overwrite) as bag:
         bag.write_static_transforms(0, _static_transforms(sim))
         step = 0
-        while not _finished(sim, step, max_steps, duration_s is None):
+        while not _finished(follower, step, max_steps, duration_s is None):
             # Command: pure pursuit on the true pose, straight into the MCU
             if step % COMMAND_PERIOD_STEPS == 0:
-                _command(sim, speed_mps)
+                _command(sim, follower)
             events = sim.step()
             step += 1
             # Proprioception: the MCU's telemetry as the driver turns it into topics
@@ -338,6 +340,7 @@ def record_realistic_2d(world: str | Path, out_bag: str | Path,
     scan_period_s = (1.0 / scan_rate_hz) * (1.0 + rng.normal(0.0, 0.005))
     next_scan_ns = round(scan_period_s * _NS)
     max_steps = _max_steps(sim, duration_s, speed_mps)
+    follower = PathFollower(sim.route, LOOKAHEAD_M, speed_mps)
     start_distance_m = sim.body.state.distance_m
     next_report_ns = _NS
     step = 0
@@ -346,9 +349,9 @@ def record_realistic_2d(world: str | Path, out_bag: str | Path,
         stamp = REALISTIC_EPOCH_NS + true_ns + round(rng.normal(0.0, stamp_jitter_s) * _NS)
         return stamp, stamp + round(rng.uniform(0.0, receive_delay_s) * _NS)
 
-    while not _finished(sim, step, max_steps, duration_s is None):
+    while not _finished(follower, step, max_steps, duration_s is None):
         if step % COMMAND_PERIOD_STEPS == 0:
-            _command(sim, speed_mps)
+            _command(sim, follower)
         sim.step()
         step += 1
         for message in sim.mcu.due_telemetry():

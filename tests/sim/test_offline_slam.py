@@ -58,7 +58,9 @@ def test_simulated_2d_bag_gives_one_pose_per_scan_and_a_map(shelter_2d: Path,
         assert len(lines) == reader.topic_counts[reader.roles[SensorRole.SCAN_2D]]
     assert len(lines[0].split()) == 8
     errors = _errors_against_truth(shelter_2d, tmp_path / "out" / "trajectory.tum")
-    assert float(np.sqrt(np.mean(errors**2))) < 0.15
+    # 0.35 m over 19 m (its odometry ends 3.2 m off); 0.13 m with the 3D voxel settings,
+    # which registered nothing at a room's end on a 180-degree scanner (planar_config)
+    assert float(np.sqrt(np.mean(errors**2))) < 0.5
     grid = read_map(tmp_path / "out" / "map.yaml")
     assert (grid.cells == 100).sum() > 500 and (grid.cells == 0).sum() > 5000
     assert result.scans == len(lines)

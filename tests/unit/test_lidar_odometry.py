@@ -14,6 +14,7 @@ from navigation.deskew import deskew, so3_exp, so3_log
 from navigation.lidar_odometry import (
     LidarOdometry,
     LidarOdometryConfig,
+    VoxelPlaneMap,
     se3_exp,
     transform,
     twist,
@@ -327,6 +328,31 @@ def test_planar_mode_keeps_a_3d_guess_in_the_plane() -> None:
 
 
 ROOM = surface_samples("room", 30_000)
+
+
+def test_the_local_map_forgets_what_no_recent_keyframe_saw() -> None:
+    # Back at a place mapped long ago, the old voxels carry the drift accumulated since; a
+    # scan that sees mostly them would snap onto them (a jump of the whole drift in one
+    # scan, claimed at millimetres). Closing loops is the smoother's job: they age out.
+    cfg = LidarOdometryConfig()
+    local_map = VoxelPlaneMap(cfg.map_voxel_size_m, cfg.coarse_voxel_size_m,
+                              cfg.max_points_per_voxel, cfg.plane_min_points,
+                              cfg.plane_max_thickness_ratio, cfg.coarse_plane_max_thickness_ratio,
+                              cfg.plane_min_width_ratio, cfg.plane_min_view_cosine,
+                              cfg.coarse_support_min_points, cfg.coarse_support_max_offset_m,
+                              False)
+    old_room = surface_samples("room", 5000)
+    here = surface_samples("room", 5000, lo_m=np.array([8.0, -3.0, -1.0]),
+                           hi_m=np.array([14.0, 5.0, 2.0]))
+    local_map.insert(old_room, np.zeros(3), 40.0, max_age=3)
+    for _ in range(3):  # within reach and within age: kept
+        local_map.insert(here, np.array([11.0, 1.0, 0.0]), 40.0, max_age=3)
+    centroids, _ = local_map.planes()
+    assert np.any(centroids[:, 0] < 6.5)
+    local_map.insert(here, np.array([11.0, 1.0, 0.0]), 40.0, max_age=3)
+    centroids, _ = local_map.planes()
+    assert np.all(centroids[:, 0] > 7.5)
+    assert local_map.num_planes > 100  # what the keyframes keep seeing stays
 
 
 def room_scan(stamp_ns: int, T_world_sensor: FloatArray | None = None) -> LidarScan3D:

@@ -39,7 +39,7 @@ from crawler_navigation.common import (
     stamp_ns,
 )
 from navigation.bag_io import ConversionError, cloud_from_msg, odometry_from_msg, scan_from_msg
-from navigation.lidar_odometry import LidarOdometry, LidarOdometryConfig
+from navigation.lidar_odometry import LidarOdometry, LidarOdometryConfig, planar_config
 from navigation.localization import MotionPredictor
 from navigation.occupancy import OccupancyGrid
 from navigation.records import LaserScan2D, LidarScan3D
@@ -105,8 +105,8 @@ class SlamNode(Node):
 
     def _register(self, scan: LidarScan3D | LaserScan2D) -> None:
         planar = isinstance(scan, LaserScan2D)
-        odometry = self._odometry.setdefault(planar, LidarOdometry(LidarOdometryConfig(
-            planar=planar)))
+        odometry = self._odometry.setdefault(planar, LidarOdometry(
+            planar_config() if planar else LidarOdometryConfig()))
         # Register against the local map, guessed from the wheels
         result = odometry.register(scan, self._predictor.motion_to(scan.stamp_ns))
         if not planar:  # learn the encoders' turn over-read (3D only, as the pipeline)
