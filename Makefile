@@ -14,20 +14,24 @@ export PIP_NO_CACHE_DIR := 1
 
 all: test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml robot_ws/pypi_interfaces/build.sh
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null && $(HAVE_SYSTEM_LIBS) || $(MAKE) system-deps
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,ros-build]'
+	bash robot_ws/pypi_interfaces/build.sh $(VENV)
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 # Debian packages the stack needs from the system (run as root, or with sudo present).
 # libusb/libgomp: open3d's shared libraries; libsdformat-dev + ignition-tools: `ign sdf -k`,
-# the real SDFormat checker the world tests run.
-SYSTEM_PACKAGES := python3-venv python3-dev libusb-1.0-0 libgomp1 libsdformat-dev ignition-tools
+# the real SDFormat checker the world tests run; cmake + g++: tf2_msgs, built from rosidl
+# (robot_ws/pypi_interfaces: PyPI has no tf2_msgs wheel).
+SYSTEM_PACKAGES := python3-venv python3-dev libusb-1.0-0 libgomp1 libsdformat-dev ignition-tools \
+	cmake g++
 HAVE_SYSTEM_LIBS := /sbin/ldconfig -p | grep -q 'libusb-1.0.so.0 ' \
-	&& /sbin/ldconfig -p | grep -q 'libgomp.so.1 ' && command -v ign >/dev/null
+	&& /sbin/ldconfig -p | grep -q 'libgomp.so.1 ' && command -v ign >/dev/null \
+	&& command -v cmake >/dev/null && command -v g++ >/dev/null
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
 	$(SUDO) apt-get update -qq

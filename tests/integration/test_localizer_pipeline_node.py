@@ -35,6 +35,7 @@ from rosbags.highlevel import AnyReader
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, NavSatFix, PointCloud2
 from std_msgs.msg import Float64
+from tf2_msgs.msg import TFMessage
 
 from crawler.config import CrawlerConfig, LocalizationConfig, MountsConfig
 from crawler_navigation.common import pose_of, stamp_msg, stamp_ns
@@ -282,6 +283,7 @@ def test_localizer_node_runs_the_offline_pipeline(drive: Drive, nodes: NodesUnde
     probe.record(Odometry, "/slam/odometry")
     probe.record(PoseWithCovarianceStamped, "/localization/pose")
     probe.record(Float64, "/localization/axis_distance")
+    probe.record(TFMessage, "/tf")
     probe.record(OccupancyGrid, "/map",
                  QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     player = Player(probe, nodes, drive)
@@ -341,6 +343,21 @@ def test_localizer_node_runs_the_offline_pipeline(drive: Drive, nodes: NodesUnde
     assert abs(math.remainder(yaw_rad(T_node) - yaw_rad(T_truth), math.tau)) < 0.02
     axis_distance = probe.last("/localization/axis_distance").data
     assert axis_distance == pytest.approx(entry.project(T_truth[:3, 3]).distance_m, abs=0.15)
+
+    # map -> odom on /tf: chained with the wheels' odom -> base_link, it is the fused pose
+    tf = next(m.transforms[0] for m in reversed(probe.received["/tf"])
+              if stamp_ns(m.transforms[0].header.stamp) == stamp_ns(last.header.stamp))
+    assert (tf.header.frame_id, tf.child_frame_id) == ("map", "odom")
+    T_map_odom = np.eye(4)
+    q = tf.transform.rotation
+    T_map_odom[:3, :3] = rotation_from_quaternion(q.x, q.y, q.z, q.w)
+    T_map_odom[:3, 3] = (tf.transform.translation.x, tf.transform.translation.y,
+                         tf.transform.translation.z)
+    with BagReader(drive.bag) as reader:
+        wheel = [(r.stamp_ns, r.data.T_odom_base)  # type: ignore[union-attr]
+                 for r in reader.records([SensorRole.ODOMETRY])]
+    T_odom_base = min(wheel, key=lambda w: abs(w[0] - stamp_ns(last.header.stamp)))[1]
+    assert np.linalg.norm((T_map_odom @ T_odom_base)[:3, 3] - T_node[:3, 3]) < 0.05
 
     # The slam node drew the map from the localizer's poses
     wait_until(lambda: probe.count("/map") > 0, STEP_TIMEOUT_S, "/map")

@@ -28,9 +28,9 @@ warning). The worker publishes every ``localization.pose_publish_period_s``:
 ``/localization/pose`` (PoseWithCovarianceStamped in ``map``, the site frame),
 ``/localization/geo`` (NavSatFix, CGCS2000), ``/localization/axis_distance`` (Float64:
 distance along the current pipe or gallery, the counter a crew reads) with
-``/localization/axis`` (String: its name), and ``/localization/map_to_odom``
-(TransformStamped: the ``map -> odom`` transform; tf itself needs ``tf2_msgs``, which has no
-PyPI wheel).
+``/localization/axis`` (String: its name), and ``map -> odom`` on ``/tf`` (tf2_msgs/TFMessage;
+PyPI has no tf2_msgs wheel, so ``make`` builds the message from rosidl:
+robot_ws/pypi_interfaces).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Imu, NavSatFix, NavSatStatus, PointCloud2
 from std_msgs.msg import Float64, String
+from tf2_msgs.msg import TFMessage
 
 from crawler.config import CrawlerConfig
 from crawler.errors import ConfigError
@@ -81,6 +82,7 @@ from navigation.records import FixSource, LidarOdometryResult, OdometrySample, P
 from navigation.site import SiteFileError, load_site
 
 QOS = QoSProfile(depth=10)
+TF_QOS = QoSProfile(depth=100)  # tf2_ros's TransformBroadcaster: reliable, volatile, depth 100
 REORDER_DELAY_NS = 300_000_000
 """Measurements wait this long (node clock) so they reach the pipeline in stamp order."""
 WORKER_IDLE_S = 0.02
@@ -259,8 +261,7 @@ class LocalizerNode(Node):
         self._pub_axis_distance = self.create_publisher(Float64, "/localization/axis_distance",
                                                         QOS)
         self._pub_axis = self.create_publisher(String, "/localization/axis", QOS)
-        self._pub_map_odom = self.create_publisher(TransformStamped,
-                                                   "/localization/map_to_odom", QOS)
+        self._pub_tf = self.create_publisher(TFMessage, "/tf", TF_QOS)
         self.create_subscription(Odometry, "/odom/wheel", self._on_wheel, QOS)
         if self.source == "pipeline":
             self._pub_slam = self.create_publisher(Odometry, "/slam/odometry", QOS)
@@ -459,7 +460,7 @@ class LocalizerNode(Node):
             carrier = PoseWithCovarianceStamped().pose.pose
             fill_pose(carrier, T)
             tf.transform.rotation = carrier.orientation
-            self._pub_map_odom.publish(tf)
+            self._pub_tf.publish(TFMessage(transforms=[tf]))
 
 
 def main(args: list[str] | None = None) -> None:
