@@ -20,6 +20,7 @@ import yaml
 from numpy.typing import NDArray
 
 from ground_station.report.errors import ReportError
+from navigation.mission.folder import writer_alive
 
 MISSION_FILE = "mission.yaml"
 FINDINGS_FILE = "findings.sqlite"
@@ -125,15 +126,15 @@ class Trajectory:
     truncated: bool  # the last line was cut short (interrupted writer) and is left out
 
 
-def effective_state(recorded: str, last_update_utc: datetime | None, now: datetime) -> str:
-    """The state a report shows: 'running' whose writer is gone (stale update) is 'interrupted'.
-
-    The shared reader ``navigation.mission.folder.MissionFolder.read`` will make this call once
-    it exists; this function is the one place to switch over to it.
-    """
+def effective_state(recorded: str, last_update_utc: datetime | None, now: datetime,
+                    writer_alive: bool = True) -> str:
+    """The state a report shows: 'running' whose writer is gone (no process holds the folder's
+    lock, or no update for ``STALE_AFTER_S``) is 'interrupted', as ``MissionFolder.read``
+    says."""
     if recorded != "running":
         return recorded
-    if last_update_utc is None or (now - last_update_utc).total_seconds() > STALE_AFTER_S:
+    if (not writer_alive or last_update_utc is None
+            or (now - last_update_utc).total_seconds() > STALE_AFTER_S):
         return "interrupted"
     return recorded
 
@@ -179,7 +180,8 @@ def read_mission(folder: Path, now: datetime | None = None) -> Mission:
     return Mission(
         path=path,
         name=str(doc.get("name") or ""),
-        state=effective_state(recorded, last_update, now or datetime.now(UTC)),
+        state=effective_state(recorded, last_update, now or datetime.now(UTC),
+                              recorded != "running" or writer_alive(folder)),
         recorded_state=recorded,
         started_utc=fields.time("started_utc"),
         ended_utc=fields.time("ended_utc"),

@@ -697,7 +697,7 @@ def read_mission(path: str | Path) -> MissionRecord:
     recorded = str(document.get("state"))
     state, reason = recorded, document.get("reason")
     if recorded == "running":
-        alive = _writer_alive(folder)
+        alive = writer_alive(folder)
         last = _parse_utc(document.get("last_update_utc"))
         age_s = (dt.datetime.now(dt.UTC) - last).total_seconds() if last else math.inf
         if not alive or age_s > STALE_AFTER_S:
@@ -727,7 +727,7 @@ def read_mission(path: str | Path) -> MissionRecord:
         cloud=cloud if cloud.is_file() else None)
 
 
-def _writer_alive(folder: Path) -> bool:
+def writer_alive(folder: Path) -> bool:
     """Whether a process holds the folder's lock."""
     lock_path = folder / LOCK_FILE
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -206,3 +207,10 @@ def test_kill_9_leaves_a_readable_interrupted_mission(tmp_path: Path) -> None:
     tum = (out / "trajectory.tum").read_text().splitlines()
     assert len(tum) >= len(written) - 30
     assert (out / FINDINGS_DB).is_file()
+    # ... and `crawler mission report` on it reports everything found so far
+    report = subprocess.run([sys.executable, "-m", "crawler", "mission", "report", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert report.returncode == 0, report.stderr
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "interrupted" in html and "F001" in html
+    assert json.loads((out / "defects.geojson").read_text(encoding="utf-8"))["features"]
