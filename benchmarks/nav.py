@@ -376,6 +376,14 @@ def _planar_pose(x_m: float, y_m: float, yaw_rad: float) -> FloatArray:
     return T
 
 
+def figures_of(errors: FloatArray, distance_m: float) -> dict[str, float]:
+    """ATE RMSE, final error and drift (final error / distance) of position errors in time
+    order."""
+    return {"ate_rmse_m": round(float(np.sqrt(np.mean(errors**2))), 3),
+            "final_error_m": round(float(errors[-1]), 3),
+            "drift_pct": round(100.0 * float(errors[-1]) / max(distance_m, 1e-9), 3)}
+
+
 def score(drive: Drive, estimator: Estimator) -> dict[str, float]:
     """ATE RMSE, final error and drift of ``estimator``'s trajectory against the truth."""
     trajectory = estimator.trajectory()
@@ -383,10 +391,7 @@ def score(drive: Drive, estimator: Estimator) -> dict[str, float]:
         return {"ate_rmse_m": math.nan, "final_error_m": math.nan, "drift_pct": math.nan}
     errors = np.array([np.linalg.norm(T[:3, 3] - drive.position_at(stamp))
                        for stamp, T in trajectory])
-    final = float(errors[-1])
-    return {"ate_rmse_m": round(float(np.sqrt(np.mean(errors**2))), 3),
-            "final_error_m": round(final, 3),
-            "drift_pct": round(100.0 * final / max(drive.distance_m, 1e-9), 3)}
+    return figures_of(errors, drive.distance_m)
 
 
 def errors_in_start_frame(bag: Path, trajectory: list[tuple[int, FloatArray]]
@@ -416,12 +421,6 @@ def bag_odometry(bag: Path) -> list[tuple[int, FloatArray]]:
     return [(stamp, T_first @ T) for stamp, T in odometry]
 
 
-def _figures(errors: FloatArray, distance_m: float) -> dict[str, float]:
-    return {"ate_rmse_m": round(float(np.sqrt(np.mean(errors**2))), 3),
-            "final_error_m": round(float(errors[-1]), 3),
-            "drift_pct": round(100.0 * float(errors[-1]) / max(distance_m, 1e-9), 3)}
-
-
 def run_planar(quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
     """Our offline SLAM on a real-data-like 2D bag, against the bag's wheel odometry."""
     from sim_worlds.simulator.recording import record_realistic_2d
@@ -437,12 +436,12 @@ def run_planar(quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
                                                                / "trajectory.tum"))
         odometry_errors, _ = errors_in_start_frame(bag, bag_odometry(bag))
     ms = 1e3 * result.slam_seconds / max(result.scans, 1)
-    ours = _figures(errors, distance) | {
+    ours = figures_of(errors, distance) | {
         "ms_per_scan": round(ms, 2),
         "real_time_factor": round(1e3 * result.scan_period_s / max(ms, 1e-9), 2)}
     return {"distance_m": round(distance, 1), "scans": result.scans,
             "scan_period_s": round(result.scan_period_s, 4), "ours": ours,
-            "wheel_odometry": _figures(odometry_errors, distance)}
+            "wheel_odometry": figures_of(odometry_errors, distance)}
 
 
 def run(quick: bool = False, progress: Callable[[str], None] = print) -> dict[str, Any]:

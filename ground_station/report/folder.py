@@ -181,7 +181,7 @@ def read_mission(folder: Path, now: datetime | None = None) -> Mission:
         path=path,
         name=str(doc.get("name") or ""),
         state=effective_state(recorded, last_update, now or datetime.now(UTC),
-                              recorded != "running" or writer_alive(folder)),
+                              writer_alive(folder)),
         recorded_state=recorded,
         started_utc=fields.time("started_utc"),
         ended_utc=fields.time("ended_utc"),

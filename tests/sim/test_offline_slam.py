@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.nav import bag_odometry, errors_in_start_frame
 from navigation.bag_io import BagReader, BagWriter, SensorRole
 from navigation.map_export import read_tum
 from navigation.occupancy import read_map
@@ -19,27 +20,12 @@ from sim_worlds.simulator.recording import record_drive, record_realistic_2d
 
 def _errors_against_truth(bag: Path, trajectory_file: Path) -> np.ndarray:
     """Position errors of the trajectory, in the frame of the robot's start pose."""
-    with BagReader(bag) as reader:
-        truth = [(r.stamp_ns, r.data.T_odom_base)  # type: ignore[union-attr]
-                 for r in reader.records([SensorRole.GROUND_TRUTH])]
-    stamps = np.array([s for s, _ in truth])
-    T_start_site = np.linalg.inv(truth[0][1])
-    errors = []
-    for stamp, T in read_tum(trajectory_file):
-        i = int(np.argmin(np.abs(stamps - stamp)))
-        errors.append(np.linalg.norm(T[:3, 3] - (T_start_site @ truth[i][1])[:3, 3]))
-    return np.array(errors)
+    return errors_in_start_frame(bag, read_tum(trajectory_file))[0]
 
 
 def _odometry_errors(bag: Path) -> float:
     """Final position error of the bag's own wheel odometry (what SLAM must beat)."""
-    with BagReader(bag) as reader:
-        odometry = [r.data for r in reader.records([SensorRole.ODOMETRY])]
-        truth = [r.data for r in reader.records([SensorRole.GROUND_TRUTH])]
-    assert isinstance(odometry[-1], OdometrySample) and isinstance(truth[-1], OdometrySample)
-    T_true = np.linalg.inv(truth[0].T_odom_base) @ truth[-1].T_odom_base
-    T_odom = np.linalg.inv(odometry[0].T_odom_base) @ odometry[-1].T_odom_base
-    return float(np.linalg.norm(T_true[:3, 3] - T_odom[:3, 3]))
+    return float(errors_in_start_frame(bag, bag_odometry(bag))[0][-1])
 
 
 @pytest.fixture(scope="module")
