@@ -65,6 +65,19 @@ class PipelineConfig:
     is seen to (and steered back); no round wall fitted: on the axis, as above."""
     pipe_centre_fit: PipeCentreConfig = field(default_factory=PipeCentreConfig)
     pipe_centre_sigma_m: float = 0.02
+    pipe_centre_vertical_sigma_m: float | None = 0.03
+    """The crawler's height above the invert from the same circle (fitted radius minus the
+    centre's height over base_link), within this sigma: on a deposit it rides 0.25 m up, and
+    "on the invert" pulled the pose, and every lidar point mapped from it, 0.2 m down. None:
+    the riding assumption's height."""
+    pipe_centre_vertical_radius_tolerance_m: float = 0.01
+    pipe_centre_vertical_residual_ratio: float = 1.5
+    """... only from a round bore: the fitted radius within this of the median of the
+    fits so far, and a scatter at most this times theirs. A deformed (BX) ring fits 4 cm too
+    wide and its centre sits 8 cm off; on a deposit's ramp the crawler pitches within the
+    slice and the scatter doubles."""
+    pipe_centre_history: int = 200
+    """Fits the median radius and scatter are taken over."""
     loop_closure: bool = True
     """Register scans against earlier keyframes when back near them (not in pipes: a pipe
     looks the same everywhere along its axis)."""
@@ -264,6 +277,7 @@ class LocalizationPipeline:
         self.sky_landmarks = SkyLandmarks(site, self.config)
         self._scans = 0
         self.pipe_centres = 0
+        self._bore_fits: deque[tuple[float, float]] = deque(maxlen=self.config.pipe_centre_history)
         """Pipe-axis factors placed by the measured bore centre (the rest: on the invert)."""
         self.last_lidar: LidarOdometryResult | None = None
         self.wall_headings = 0
@@ -315,29 +329,42 @@ class LocalizationPipeline:
         """Where the crawler sits across the bore: an absolute lateral position."""
         cfg = self.config
         lateral_m, sigma_m = 0.0, cfg.pipe_axis_sigma_lateral_m
+        height_m, sigma_height_m = cfg.pipe_axis_vertical_offset_m, cfg.pipe_axis_sigma_vertical_m
         if (cfg.pipe_centre and isinstance(scan, LidarScan3D) and self.last_lidar is not None
                 and result.fitness >= cfg.wall_heading_min_fitness):
             centre = pipe_centre(self._key_scan_points(scan, result), cfg.pipe_centre_fit)
             if centre is not None:
-                lateral_m, sigma_m = self._lateral_of(centre), cfg.pipe_centre_sigma_m
+                lateral_m, up_m = self._offsets_of(centre)
+                sigma_m = cfg.pipe_centre_sigma_m
+                if cfg.pipe_centre_vertical_sigma_m is not None and self._round_bore(centre):
+                    height_m = centre.radius_m - up_m
+                    sigma_height_m = cfg.pipe_centre_vertical_sigma_m
                 self.pipe_centres += 1
-        self.localizer.add_axis_offset(scan.stamp_ns, sigma_m, cfg.pipe_axis_sigma_vertical_m,
-                                       cfg.pipe_axis_vertical_offset_m,
+        self.localizer.add_axis_offset(scan.stamp_ns, sigma_m, sigma_height_m, height_m,
                                        lateral_offset_m=lateral_m)
 
-    def _lateral_of(self, centre: PipeCentre) -> float:
-        """base_link's offset to the left of the axis, from the bore centre it sees.
+    def _round_bore(self, centre: PipeCentre) -> bool:
+        """Whether the circle is the pipe's usual round bore (see ``PipelineConfig``)."""
+        cfg = self.config
+        fits = self._bore_fits
+        fits.append((centre.radius_m, centre.residual_m))
+        if len(fits) < 10:
+            return False
+        radius_m, residual_m = np.median(np.array(fits), axis=0)
+        return bool(abs(centre.radius_m - radius_m) <= cfg.pipe_centre_vertical_radius_tolerance_m
+                    and centre.residual_m <= cfg.pipe_centre_vertical_residual_ratio * residual_m)
 
-        Only the lateral part: a deformed (BX) ring's centre sits low or high, but stays
-        square across; the height above the invert keeps the riding assumption.
-        """
+    def _offsets_of(self, centre: PipeCentre) -> tuple[float, float]:
+        """base_link's offset to the left of the axis, and the bore centre's height above
+        base_link, in the pipe's cross-section."""
         T_site_base = self.localizer.estimate().T_site_base
         axis, _ = self.site.locate(T_site_base[:3, 3])
         _, direction = axis.chainage_and_direction(T_site_base[:3, 3])
         left = np.cross([0.0, 0.0, 1.0], direction)
         left /= max(float(np.linalg.norm(left)), 1e-9)
+        up = np.cross(direction, left)
         to_centre = T_site_base[:3, :3] @ centre.point_base_m
-        return -float(left @ to_centre)
+        return -float(left @ to_centre), float(up @ to_centre)
 
     def _key_scan_points(self, scan: LidarScan3D, result: LidarOdometryResult) -> FloatArray:
         """The scan deskewed by its registered motion, in base_link at its stamp."""

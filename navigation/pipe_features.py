@@ -12,8 +12,10 @@ ahead, above the water and any deposit, by an algebraic (Kasa) fit refined by it
 re-weighted least squares with Tukey weights (roots, a lateral's opening or a joint's step
 are outliers). The centre's lateral offset in base_link, turned into the site frame, is the
 crawler's lateral offset from the site axis (the invert line lies under the centre): the
-smoother's pipe-axis factor takes it instead of assuming 0. Only the lateral part: in a
-deformed (BX) section the fitted centre moves up or down, not across.
+smoother's pipe-axis factor takes it instead of assuming 0. The fitted radius minus the
+centre's height is the crawler's height above the invert (on a deposit it rides 0.25 m up);
+the pipeline takes it only where the bore is its usual round self: in a deformed (BX) section
+the fit is too wide and its centre moves up or down, not across.
 """
 
 from __future__ import annotations

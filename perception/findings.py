@@ -29,6 +29,8 @@ FloatArray = NDArray[np.float64]
 CONTINUOUS_CODES = frozenset({"FS", "CJ", "JG"})
 # Ring defects at a pipe joint: the box spans the whole ring; the ring's distance is the median.
 JOINT_CODES = frozenset({"CK", "TJ"})
+JOINT_MARGIN_FRAC = 0.015
+"""A joint's box this close to the border (fraction of the image's longer side) is cut."""
 
 
 @dataclass(frozen=True)
@@ -300,8 +302,12 @@ class FindingTracker:
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _clipped(self, detection: Detection, margin_px: float = 2.0) -> bool:
+    def _clipped(self, detection: Detection) -> bool:
         x0, y0, x1, y1 = detection.box_xyxy_px
+        # A ring seen up close fills the view: boxes stop a few pixels short of the border
+        # (y 3-5 px of 480) and their rays land up to 0.7 m past the joint
+        margin_px = (JOINT_MARGIN_FRAC * max(self.camera.width_px, self.camera.height_px)
+                     if detection.code in JOINT_CODES else 2.0)
         return (x0 <= margin_px or y0 <= margin_px or x1 >= self.camera.width_px - margin_px
                 or y1 >= self.camera.height_px - margin_px)
 
@@ -358,7 +364,9 @@ class FindingTracker:
         near = sorted(near_end, key=lambda o: abs(o.start_m - o.camera_distance_m))
         near = near[: self.near_views]
         start_m = float(np.median([o.start_m for o in near]))
-        end_m = max(self._far_end(observations), start_m)
+        # A joint is a ring: no length (its views' spread is not its extent)
+        end_m = start_m if track.code in JOINT_CODES else max(self._far_end(observations),
+                                                               start_m)
         best = max(observations, key=lambda o: o.confidence * math.sqrt(_area(o.box_xyxy_px)))
         position = np.median(np.array([o.point_m for o in near]), axis=0)
         self._count += 1

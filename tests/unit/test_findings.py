@@ -144,3 +144,28 @@ def test_a_defect_weak_from_afar_and_strong_close_up_is_confirmed_a_stain_is_not
     assert [f.code for f in findings] == ["PL"]  # the mean of all its views is below 0.6
     assert findings[0].confidence > 0.6
 
+
+
+def ring_box(x_ring_m: float, T_map_camera: np.ndarray, inset_px: float = 4.0
+             ) -> tuple[float, float, float, float]:
+    """A joint's box as the detector draws it: the ring's outline, kept a few pixels inside
+    the image when the ring is wider than the view."""
+    rim = [project(wall_point(x_ring_m, c), T_map_camera) for c in np.linspace(0.0, 12.0, 49)]
+    us, vs = zip(*rim, strict=True)
+    return (max(min(us), inset_px), max(min(vs), inset_px),
+            min(max(us), CAMERA.width_px - inset_px), min(max(vs), CAMERA.height_px - inset_px))
+
+
+def test_a_joint_is_placed_from_whole_views_of_its_ring_and_has_no_length() -> None:
+    # An open joint (TJ) at 20 m seen from 6 m away up to 0.3 m before it: close up the ring
+    # fills the view, its box stops 4 px inside the border and its rays land past the joint
+    tracker = FindingTracker(PIPE, CAMERA)
+    findings = []
+    for i, x in enumerate(np.arange(14.0, 19.7, 0.07)):
+        T = camera_at(float(x))
+        findings += tracker.update(i * 10**8, [Detection("TJ", ring_box(20.0, T), 0.9)], T)
+    findings += tracker.flush()
+    assert len(findings) == 1
+    joint = findings[0]
+    assert joint.start_m == pytest.approx(20.0, abs=0.1)
+    assert joint.end_m == joint.start_m  # a ring, not a stretch of pipe

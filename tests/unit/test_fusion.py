@@ -610,7 +610,35 @@ def test_the_bore_centre_on_the_left_means_the_crawler_is_right_of_the_axis(
     # Facing down the axis, the centre to its left: right of the axis; facing back: left
     centre = PipeCentre(lateral_m=0.2, vertical_m=0.47, radius_m=0.5, residual_m=0.005,
                         points=500)
-    assert pipeline._lateral_of(centre) == pytest.approx(expected_m, abs=1e-6)
+    lateral_m, up_m = pipeline._offsets_of(centre)
+    assert lateral_m == pytest.approx(expected_m, abs=1e-6)
+    assert up_m == pytest.approx(0.47, abs=1e-6)  # on the invert: 0.03 m above it
+
+
+def test_a_measured_height_lifts_the_crawler_onto_a_deposit() -> None:
+    # The bore centre seen 0.25 m lower than on the invert: the crawler rides a deposit
+    drive = Drive(speed_mps=0.5, duration_s=30.0)
+    localizer = _localizer()
+    axis_events: list[Event] = [
+        (s, 5, partial(localizer.add_axis_offset, s, 0.02, 0.03, 0.25, None, 0.0))
+        for s in drive.stamps_ns(2.0)]
+    _run(_wheel_events(localizer, drive) + axis_events)
+    assert localizer.estimate().position_m[2] == pytest.approx(0.25, abs=0.03)
+
+
+def test_the_height_is_read_from_round_bores_only() -> None:
+    pipeline = LocalizationPipeline(_site(), np.eye(4))
+
+    def fit(radius_m: float, residual_m: float) -> PipeCentre:
+        return PipeCentre(lateral_m=0.0, vertical_m=0.25, radius_m=radius_m,
+                          residual_m=residual_m, points=2000)
+
+    assert not pipeline._round_bore(fit(0.5, 0.006))  # no history yet: no usual bore
+    for i in range(20):
+        pipeline._round_bore(fit(0.501 + 0.001 * (i % 2), 0.0065))
+    assert pipeline._round_bore(fit(0.502, 0.0063))  # on a deposit, the same round bore
+    assert not pipeline._round_bore(fit(0.545, 0.011))  # a deformed (BX) ring: too wide
+    assert not pipeline._round_bore(fit(0.503, 0.019))  # pitching on a ramp within the slice
 
 
 # --- skid-steer turns: the wheels over-read the turn -----------------------------------------
