@@ -28,6 +28,7 @@ from navigation.fusion import (
     tether_error,
 )
 from navigation.geodesy import GeodeticOrigin, SiteFrame
+from navigation.lidar_odometry import LidarOdometryConfig
 from navigation.localization import LocalizationPipeline, MotionPredictor, PipelineConfig
 from navigation.pipe_features import PipeCentre
 from navigation.records import (
@@ -882,3 +883,17 @@ def test_gallery_walls_correct_a_wrong_start_heading_in_the_pipeline() -> None:
             assert abs(T[0, 3] - T_true[0, 3]) < 0.2  # along: the wheels' (lidar is blind)
     assert yaw_errors["free"] > 7.0  # lidar and wheels only know heading changes
     assert yaw_errors["held"] < 0.3
+
+
+def test_shelters_forget_old_voxels_of_the_local_map_unless_told_otherwise() -> None:
+    room = Site("room", SiteType.SHELTER, ORIGIN,
+                (Axis("C", ((0.0, 0.0, 0.0), (10.0, 0.0, 0.0)), 0.0),))
+    never = LidarOdometryConfig.local_map_max_age_keyframes
+
+    def age(site: Site, lidar: LidarOdometryConfig | None = None) -> int:
+        pipeline = LocalizationPipeline(site, np.eye(4), lidar=lidar)
+        return pipeline.lidar_odometry.config.local_map_max_age_keyframes
+
+    assert age(room) == PipelineConfig().shelter_local_map_max_age_keyframes < never
+    assert age(_site()) == never  # a pipe keeps its whole local map
+    assert age(room, LidarOdometryConfig(local_map_max_age_keyframes=500)) == 500
