@@ -619,6 +619,10 @@ def _stamp_ns(header: HeaderMsg, fallback_ns: int) -> int:
     return stamp if stamp != 0 else fallback_ns
 
 
+def _finite_or_zero(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
 def scan_from_msg(message: object, fallback_ns: int) -> LaserScan2D:
     """A ROS message (rosbags or rclpy: same fields) as a typed record."""
     msg = cast(LaserScanMsg, message)
@@ -627,7 +631,8 @@ def scan_from_msg(message: object, fallback_ns: int) -> LaserScan2D:
         raise ConversionError(f"angles not finite ({msg.angle_min}, {msg.angle_increment})")
     return LaserScan2D(_stamp_ns(msg.header, fallback_ns), ranges, float(msg.angle_min),
                        float(msg.angle_increment), float(msg.range_min), float(msg.range_max),
-                       float(msg.scan_time), msg.header.frame_id)
+                       float(msg.scan_time), msg.header.frame_id,
+                       _finite_or_zero(float(msg.time_increment)))
 
 
 _FIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
@@ -893,7 +898,7 @@ class BagWriter:
             header=_header(scan.stamp_ns, scan.frame_id), angle_min=scan.angle_min_rad,
             angle_max=scan.angle_min_rad + max(n - 1, 0) * scan.angle_increment_rad,
             angle_increment=scan.angle_increment_rad,
-            time_increment=scan.scan_time_s / n if n else 0.0, scan_time=scan.scan_time_s,
+            time_increment=scan.time_increment_s, scan_time=scan.scan_time_s,
             range_min=scan.range_min_m, range_max=scan.range_max_m,
             ranges=np.asarray(scan.ranges_m, dtype=np.float32),
             intensities=np.zeros(0, dtype=np.float32))

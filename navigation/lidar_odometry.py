@@ -29,9 +29,9 @@ degrees of freedom, x, y and yaw. The map fits lines in the x-y plane; the rows 
 ``information`` for z, roll and pitch are zero because those are outside the problem (not
 because the scan failed), and they are never listed in ``degenerate_directions``: a planar
 result lists degenerate directions only within span(x, y, yaw), as 6-vectors with zeros at
-z, roll and pitch. A 3D guess is reduced to x, y, yaw. A ``LaserScan2D`` is taken to be
-stamped at the end of its sweep, like ``LidarScan3D``, its beams firing from ``angle_min_rad``
-on over ``scan_time_s`` (0: all at once).
+z, roll and pitch. A 3D guess is reduced to x, y, yaw. A ``LaserScan2D`` is timed as ROS's
+LaserScan: stamped at its first beam, beam i firing ``i * time_increment_s`` later (a
+``LidarScan3D`` carries its own offsets, ending at its stamp).
 """
 
 from __future__ import annotations
@@ -782,14 +782,16 @@ class LidarOdometry:
         if isinstance(scan, LaserScan2D):
             ranges_m = np.asarray(scan.ranges_m, np.float64).reshape(-1)
             beams = np.arange(ranges_m.size)
-            returned = np.isfinite(ranges_m)
+            # A reading at range_max is a beam that saw nothing (as many drivers report it),
+            # not a wall that moves along with the robot
+            with np.errstate(invalid="ignore"):
+                returned = np.isfinite(ranges_m) & (ranges_m < scan.range_max_m)
             angles_rad = scan.angle_min_rad + scan.angle_increment_rad * beams[returned]
             points_m = np.column_stack([ranges_m[returned] * np.cos(angles_rad),
                                         ranges_m[returned] * np.sin(angles_rad),
                                         np.zeros(angles_rad.size)])
-            # Beams fire from angle_min to angle_max over scan_time_s, ending at the stamp.
-            fraction = beams[returned] / max(ranges_m.size - 1, 1)
-            offsets_s = (fraction - 1.0) * scan.scan_time_s
+            # Beam i fires i * time_increment_s after the stamp (the first beam's, as in ROS)
+            offsets_s = beams[returned] * scan.time_increment_s
             low_m, high_m = max(cfg.min_range_m, scan.range_min_m), min(cfg.max_range_m,
                                                                         scan.range_max_m)
         else:

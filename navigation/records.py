@@ -36,7 +36,9 @@ class LaserScan2D:
     """A planar scan: ranges at ``angle_min_rad + i * angle_increment_rad``.
 
     Ranges outside [range_min_m, range_max_m], inf or NaN are no-returns (real scanners
-    report max range or 0 for them).
+    report max range or 0 for them). Timing as ``sensor_msgs/LaserScan``: the stamp is the
+    first beam's, and beam i fires ``i * time_increment_s`` later (0: all at once);
+    ``scan_time_s`` is the scanner's period.
     """
 
     stamp_ns: int
@@ -47,6 +49,7 @@ class LaserScan2D:
     range_max_m: float
     scan_time_s: float = 0.0
     frame_id: str = "laser"
+    time_increment_s: float = 0.0
 
     def points_m(self) -> NDArray[np.float32]:
         """(M, 3) valid returns in the scanner frame (z = 0)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,7 +318,10 @@ def record_realistic_2d(world: str | Path, out_bag: str | Path,
     ``heading_bias_rad_per_m`` (random sign) per metre driven. Header stamps are off by
     ``N(0, stamp_jitter_s)``, scan periods vary by 0.5 %, messages arrive 0 to
     ``receive_delay_s`` late, and each scan or odometry message is lost with
-    ``drop_probability``. All stamps are on an epoch clock from ``REALISTIC_EPOCH_NS``.
+    ``drop_probability``. All stamps are on an epoch clock from ``REALISTIC_EPOCH_NS``. The
+    scanner spins: its beams sweep the field of view in ``fov_deg / 360`` of a period while
+    the robot moves, and each scan is stamped at its first beam with the beams'
+    ``time_increment``, as ROS drivers do.
     """
     started = time.perf_counter()
     rng = np.random.default_rng(seed + 1000)
@@ -339,6 +343,9 @@ def record_realistic_2d(world: str | Path, out_bag: str | Path,
     truth: list[tuple[int, FloatArray, float]] = []
     scan_period_s = (1.0 / scan_rate_hz) * (1.0 + rng.normal(0.0, 0.005))
     next_scan_ns = round(scan_period_s * _NS)
+    sweep_s = scan_period_s * fov_deg / 360.0
+    laser_poses: deque[tuple[int, FloatArray]] = deque(
+        maxlen=round(2.0 * sweep_s / sim.config.step_s) + 2)
     max_steps = _max_steps(sim, duration_s, speed_mps)
     follower = PathFollower(sim.route, LOOKAHEAD_M, speed_mps)
     start_distance_m = sim.body.state.distance_m
@@ -354,6 +361,7 @@ def record_realistic_2d(world: str | Path, out_bag: str | Path,
             _command(sim, follower)
         sim.step()
         step += 1
+        laser_poses.append((sim.now_ns, sim.T_world_base() @ T_base_laser))
         for message in sim.mcu.due_telemetry():
             if not isinstance(message, Encoders):
                 continue
@@ -383,14 +391,18 @@ def record_realistic_2d(world: str | Path, out_bag: str | Path,
                                     (state.linear_mps, state.angular_radps)))
         if sim.now_ns >= next_scan_ns:
             next_scan_ns += round(scan_period_s * _NS * (1.0 + rng.normal(0.0, 0.005)))
-            T_world_laser = sim.T_world_base() @ T_base_laser
-            raw = scanner.scan(sim.scene, sim.now_ns, T_world_laser)
+            # The sweep: from where the laser was when its first beam fired to now
+            first_ns = sim.now_ns - round(sweep_s * _NS)
+            _, T_world_first = min(laser_poses, key=lambda pose: abs(pose[0] - first_ns))
+            raw = scanner.scan(sim.scene, sim.now_ns, laser_poses[-1][1], T_world_first, sweep_s)
             if rng.random() >= drop_probability:
                 ranges = raw.ranges_m[0].astype(np.float32)
                 ranges[~np.isfinite(ranges)] = range_max_m  # no return reads as max range
-                stamp, received = stamp_and_receive(sim.now_ns)
+                stamp, received = stamp_and_receive(sim.now_ns)  # sent once the sweep ends
+                stamp -= sim.now_ns - first_ns
                 scan = LaserScan2D(stamp, ranges, -half_fov, math.radians(resolution_deg), 0.05,
-                                   range_max_m, 1.0 / scan_rate_hz, "laser")
+                                   range_max_m, 1.0 / scan_rate_hz, "laser",
+                                   sweep_s / max(samples - 1, 1))
                 pending.append(_Pending(received, len(pending), scan))
         if progress is not None and sim.now_ns >= next_report_ns:
             next_report_ns += _NS

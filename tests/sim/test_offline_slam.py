@@ -44,9 +44,9 @@ def test_simulated_2d_bag_gives_one_pose_per_scan_and_a_map(shelter_2d: Path,
         assert len(lines) == reader.topic_counts[reader.roles[SensorRole.SCAN_2D]]
     assert len(lines[0].split()) == 8
     errors = _errors_against_truth(shelter_2d, tmp_path / "out" / "trajectory.tum")
-    # 0.35 m over 19 m (its odometry ends 3.2 m off); 0.13 m with the 3D voxel settings,
-    # which registered nothing at a room's end on a 180-degree scanner (planar_config)
-    assert float(np.sqrt(np.mean(errors**2))) < 0.5
+    # 0.002 m over 19 m (its odometry ends 3.2 m off); 0.35 m while readings at range_max
+    # were taken for walls (arcs that moved along with the robot)
+    assert float(np.sqrt(np.mean(errors**2))) < 0.05
     grid = read_map(tmp_path / "out" / "map.yaml")
     assert (grid.cells == 100).sum() > 500 and (grid.cells == 0).sum() > 5000
     assert result.scans == len(lines)
@@ -57,7 +57,10 @@ def test_real_data_like_2d_bag_beats_its_odometry(tmp_path: Path) -> None:
     record_realistic_2d("civil_defence_shelter", bag, duration_s=45.0, seed=4)
     run_offline_slam(bag, tmp_path / "out")
     errors = _errors_against_truth(bag, tmp_path / "out" / "trajectory.tum")
-    assert errors[-1] < 0.5 * _odometry_errors(bag)
+    # 0.04 m over 21 m (ATE 0.02 m), its odometry 4.3 m; ATE 0.35 m while readings at
+    # range_max were taken for walls
+    assert errors[-1] < 0.05 * _odometry_errors(bag)
+    assert float(np.sqrt(np.mean(errors**2))) < 0.1
 
 
 def test_empty_bag_fails_with_one_line(tmp_path: Path) -> None:

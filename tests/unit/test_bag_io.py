@@ -53,7 +53,7 @@ def yaw_pose(x_m: float, y_m: float, yaw_rad: float, z_m: float = 0.0) -> np.nda
 
 def a_scan(stamp_ns: int) -> LaserScan2D:
     ranges = np.array([1.0, 2.5, np.inf, 30.0, 0.0, 4.25], dtype=np.float32)
-    return LaserScan2D(stamp_ns, ranges, -1.5, 0.6, 0.1, 30.0, 0.1, "laser")
+    return LaserScan2D(stamp_ns, ranges, -1.5, 0.6, 0.1, 30.0, 0.1, "laser", 0.0125)
 
 
 def a_cloud(stamp_ns: int, with_time: bool = True) -> LidarScan3D:
@@ -123,6 +123,7 @@ def test_every_record_type_survives_a_round_trip(tmp_path: Path, name: str,
     assert isinstance(scan, LaserScan2D)
     expected = a_scan(stamp)
     np.testing.assert_array_equal(scan.ranges_m, expected.ranges_m)
+    assert scan.time_increment_s == pytest.approx(expected.time_increment_s)  # beam timing
     assert (scan.stamp_ns, scan.frame_id) == (stamp, "laser")
     assert scan.angle_min_rad == pytest.approx(-1.5) and scan.angle_increment_rad == (
         pytest.approx(0.6))

@@ -15,6 +15,7 @@ from navigation.lidar_odometry import (
     LidarOdometry,
     LidarOdometryConfig,
     VoxelPlaneMap,
+    planar_config,
     se3_exp,
     transform,
     twist,
@@ -303,11 +304,58 @@ def test_planar_room_displacement_is_recovered() -> None:
     assert np.linalg.eigvalsh(result.information[np.ix_([0, 1, 5], [0, 1, 5])]).min() > 0
 
 
-def test_planar_corridor_is_degenerate_along_its_axis_only() -> None:
+def test_a_planar_sweep_is_timed_from_its_first_beam_as_in_ros() -> None:
+    # A 180-degree scanner spinning at 10 Hz (beams over 0.05 s from the stamp) on a robot
+    # turning at 1.5 rad/s and driving 0.4 m/s: each beam fires from its own pose
+    step = np.array([0.04, 0.0, 0.0, 0.0, 0.0, 0.15])  # per 0.1 s scan period
+    beams, sweep_s = 181, 0.05
+
+    def at(t_s: float) -> FloatArray:
+        """The pose at ``t_s``: the same motion every period, steady within it."""
+        periods, fraction = divmod(t_s / 0.1, 1.0)
+        return (np.linalg.matrix_power(se3_exp(step), int(periods))
+                @ se3_exp(fraction * step))
+
+    def swept(t0_s: float, increment_s: float) -> LaserScan2D:
+        angles = np.linspace(-0.5 * math.pi, 0.5 * math.pi, beams)
+        ranges = np.empty(beams)
+        for i, angle in enumerate(angles):
+            T = at(t0_s + i * sweep_s / (beams - 1) if t0_s > 0.0 else 0.0)  # the first: still
+            ray = T[:3, :3] @ np.array([math.cos(angle), math.sin(angle), 0.0])
+            ranges[i] = cast_box(T[None, :3, 3], ray[None])[0]
+        return LaserScan2D(round(t0_s * 1e9), ranges.astype(np.float32), -0.5 * math.pi,
+                           math.pi / (beams - 1), 0.1, 30.0, 0.1, "laser", increment_s)
+
+    def error_m(increment_s: float) -> float:
+        odometry = LidarOdometry(planar_config())
+        for k in range(6):
+            result = odometry.register(swept(0.1 * k, increment_s),
+                                       None if k == 0 else at(0.1))
+        truth = np.linalg.inv(at(0.0)) @ at(0.5)
+        return float(np.linalg.norm(result.T_map_sensor[:3, 3] - truth[:3, 3]))
+
+    assert error_m(sweep_s / (beams - 1)) < 0.005
+    assert error_m(0.0) > 0.015  # the same beams taken as fired all at once
+
+
+def max_range_for_no_return(scan: LaserScan2D) -> LaserScan2D:
+    """The scan from a 20 m scanner whose driver reports a beam that saw nothing within its
+    range as ``range_max``."""
+    range_max_m = 20.0
+    ranges = np.where(np.isfinite(scan.ranges_m) & (scan.ranges_m < range_max_m),
+                      scan.ranges_m, range_max_m)
+    return dataclasses.replace(scan, ranges_m=ranges.astype(np.float32), range_max_m=range_max_m)
+
+
+@pytest.mark.parametrize("no_return", [lambda scan: scan, max_range_for_no_return])
+def test_planar_corridor_is_degenerate_along_its_axis_only(
+        no_return: Callable[[LaserScan2D], LaserScan2D]) -> None:
+    # Beams along the corridor see nothing: inf, or range_max (not a wall 30 m away that
+    # moves along with the robot and holds it still)
     odometry = LidarOdometry(LidarOdometryConfig(planar=True))
-    odometry.register(planar_scan(cast_corridor, pose(), 0, beams=720))
-    result = odometry.register(planar_scan(cast_corridor, pose(0.2, 0.05), STEP_NS, beams=720),
-                               pose(0.15))
+    odometry.register(no_return(planar_scan(cast_corridor, pose(), 0, beams=720)))
+    result = odometry.register(
+        no_return(planar_scan(cast_corridor, pose(0.2, 0.05), STEP_NS, beams=720)), pose(0.15))
     assert len(result.degenerate_directions) == 1
     assert abs(result.degenerate_directions[0, 0]) > 0.99
     assert np.all(result.degenerate_directions[:, 2:5] == 0.0)

@@ -64,7 +64,7 @@ def laser_scan_msg(scan: LidarScan, range_min_m: float, range_max_m: float, peri
     msg.angle_min, msg.angle_max = float(azimuths[0]), float(azimuths[-1])
     msg.angle_increment = float(azimuths[1] - azimuths[0]) if len(azimuths) > 1 else 0.0
     msg.scan_time = period_s
-    msg.time_increment = period_s / max(len(azimuths), 1)
+    msg.time_increment = 0.0  # the simulator casts a planar scan's beams all at once
     msg.range_min, msg.range_max = range_min_m, range_max_m
     msg.ranges = scan.ranges_m[0].astype(np.float32).tolist()
     return msg
