@@ -620,6 +620,7 @@ def _stamp_ns(header: HeaderMsg, fallback_ns: int) -> int:
 
 
 def _finite_or_zero(value: float) -> float:
+    """A driver's NaN or inf timing field read as 'not given' (0)."""
     return value if math.isfinite(value) else 0.0
 
 

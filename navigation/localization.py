@@ -290,8 +290,9 @@ class LocalizationPipeline:
         self.sky_landmarks = SkyLandmarks(site, self.config)
         self._scans = 0
         self.pipe_centres = 0
-        self._bore_fits: deque[tuple[float, float]] = deque(maxlen=self.config.pipe_centre_history)
         """Pipe-axis factors placed by the measured bore centre (the rest: on the invert)."""
+        self._bore_fits: deque[tuple[float, float]] = deque(maxlen=self.config.pipe_centre_history)
+        """Radius and scatter of the latest bore fits (what the usual round bore is)."""
         self.last_lidar: LidarOdometryResult | None = None
         self.wall_headings = 0
         """Heading measurements from the walls handed to the smoother."""
