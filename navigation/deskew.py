@@ -60,8 +60,10 @@ def deskew(points_m: FloatArray, time_offsets_s: FloatArray, T_prev_curr: FloatA
     """Points (N, 3), each in the sensor frame at its firing time, moved into the frame at
     the scan stamp.
 
-    ``time_offsets_s`` (N,) are the firing times relative to the stamp (<= 0);
-    ``T_prev_curr`` is the sensor's motion over the ``dt_s`` seconds before the stamp.
+    ``time_offsets_s`` (N,) are the firing times relative to the stamp: <= 0 for a sweep
+    stamped at its end (ours), >= 0 for one stamped at its first beam (ROS's LaserScan, many
+    3D drivers); ``T_prev_curr`` is the sensor's motion over the ``dt_s`` seconds before the
+    stamp, continued at the same rate past it.
     """
     if dt_s <= 0.0 or len(points_m) == 0:
         return points_m
