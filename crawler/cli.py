@@ -339,7 +339,8 @@ def cmd_dataset_render(args: argparse.Namespace) -> int:
             print(f"[dataset] {split}: {done}/{total} images", file=sys.stderr, flush=True)
 
     settings = replace(default_settings(args.world), frames_per_look=args.frames_per_look,
-                       distractors=not args.no_distractors, class_weights=_weights(args.focus))
+                       distractors=not args.no_distractors, class_weights=_weights(args.focus),
+                       world_look=args.world_look)
     if args.no_hold_out:
         settings = replace(settings, exclude_route_m=None)
     elif args.hold_out:
@@ -512,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="view that class's defects WEIGHT times as often (repeat)")
     render.add_argument("--no-distractors", action="store_true",
                         help="plain walls without stains, seams and scuffs")
+    render.add_argument("--world-look", action="store_true",
+                        help="the world's own textures in every look (lamp, light and poses "
+                             "still vary), instead of repainted ones")
     hold_out = render.add_mutually_exclusive_group()
     hold_out.add_argument("--hold-out", type=float, nargs=2, metavar=("START_M", "END_M"),
                           help="route stretch whose features are never rendered (default: the "

@@ -111,6 +111,11 @@ class RenderSettings:
     # crack is finer than a pixel beyond a few metres, and a label on plain-looking wall
     # teaches the detector nothing but noise.
     label_range_m: tuple[tuple[str, float], ...] = ()
+    # The world's own textures in every look (only the lamp, the light and the poses vary):
+    # the site's real look, as images of its other sections would show it, instead of
+    # repainted walls (domain randomisation alone left the benchmark tunnel's standing water
+    # at confidence 0.5).
+    world_look: bool = False
 
 
 # Utility tunnel: wall and ceiling features sit 1.2-3.5 m up, so a camera 0.2 m above the floor
@@ -208,7 +213,7 @@ class DatasetRenderer:
         """A camera whose texture cache holds this look's repainted textures and lamp."""
         cache = TextureCache()
         style = wall_style(rng) if self.settings.matched_wall else None
-        for path in self._texture_paths:
+        for path in self._texture_paths if not self.settings.world_look else ():
             cache.put(path, random_texture(path.stem, rng, self.settings.distractors, style))
         lamp = replace(self._camera.lamp,
                        intensity=self._camera.lamp.intensity * float(rng.uniform(0.6, 1.4)))
@@ -489,6 +494,7 @@ def write_dataset(out_dir: Path, looks: dict[str, int], world: str = "sewer_dn10
                                           if spec.exclude_route_m is not None else None),
                      "held_out_features": list(renderer.held_out_ids),
                      "matched_wall": spec.matched_wall,
+                     "world_look": spec.world_look,
                      "label_range_m": dict(spec.label_range_m),
                      "git_commit": _git_commit()},
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import yaml
@@ -193,3 +194,12 @@ def test_a_tunnel_dataset_has_11_classes_and_names_its_held_out_stretch(tmp_path
     assert data["rendered"]["held_out_route_m"] == [0.0, 150.0]
     assert data["rendered"]["held_out_features"] == ["CR1", "SP1", "W1"]
     assert len(list((tmp_path / "images" / "val").glob("utility_tunnel_*.jpg"))) == 2
+
+
+def test_a_world_look_keeps_the_world_s_own_textures(tunnel: DatasetRenderer) -> None:
+    world = DatasetRenderer("utility_tunnel", replace(TUNNEL_SETTINGS, world_look=True))
+    for renderer, own in ((world, True), (tunnel, False)):
+        camera = renderer._look(np.random.default_rng(5), 5)
+        for path in renderer._texture_paths:
+            from_file = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            assert np.array_equal(camera.textures.bgr8(path), from_file) == own, path
