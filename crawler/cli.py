@@ -40,12 +40,13 @@ def _ros_defaults() -> None:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signal() -> threading.Event:
+    """An event that SIGINT or SIGTERM sets from now on (install before making anything
+    that must be cleaned up: a signal in between would kill the process and leave it)."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        pass
+    return stop
 
 
 # --- subcommands ------------------------------------------------------------------------------
@@ -55,9 +56,11 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     """Serve the MCU emulator on a pty until interrupted."""
     from firmware_bridge.emulator import McuModel, PtyEmulator
 
+    stop = _stop_on_signal()
     with PtyEmulator(Path(args.link), McuModel(seed=args.seed)) as emulator:
         print(f"MCU emulator on {args.link} -> {os.path.realpath(args.link)}", flush=True)
-        _wait_for_signal()
+        while not stop.wait(0.5):
+            pass
         model = emulator.model
         print(f"stopped after {emulator.commands_received} commands; "
               f"tracks at {model.track_pos_m[0]:.2f} / {model.track_pos_m[1]:.2f} m")

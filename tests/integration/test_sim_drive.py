@@ -37,6 +37,8 @@ def test_driving_50_m_in_the_sewer_ends_within_the_slip_of_the_command(
         wait_until(lambda: cmd_vel.get_subscription_count() > 0, DISCOVERY_TIMEOUT_S + 20,
                    "crawler_driver in the sim process")
         wait_until(lambda: probe.count("/odom/wheel") > 0, DISCOVERY_TIMEOUT_S, "odometry")
+        wait_until(lambda: probe.count("/sim/ground_truth") > 0, DISCOVERY_TIMEOUT_S,
+                   "ground truth")
         start = probe.last("/sim/ground_truth").pose.pose.position
         forward = Twist()
         forward.linear.x = 0.8
