@@ -31,6 +31,8 @@ CONTINUOUS_CODES = frozenset({"FS", "CJ", "JG"})
 JOINT_CODES = frozenset({"CK", "TJ"})
 JOINT_MARGIN_FRAC = 0.015
 """A joint's box this close to the border (fraction of the image's longer side) is cut."""
+CONFIRM_WITHIN_RADII = 5.0
+"""In a pipe a finding needs a view from at most this many radii before its start."""
 
 
 @dataclass(frozen=True)
@@ -239,12 +241,19 @@ class FindingTracker:
     long defect's far part alone starts later); the end, the median of the ends seen from
     within ``far_view_m`` (rays to a far end graze the wall), or the farthest near edge seen
     if that reaches farther.
+
+    In a pipe a track is confirmed only if the camera came within ``confirm_within_m`` of its
+    start (default: 5 radii, 2.5 m in a DN1000). The wall stays in view until about a metre
+    before a defect, and views from farther meet the wall at a grazing angle: a pitch error
+    of 1.5 degrees on a deposit's ramp put a crown hit 6 m ahead 2 m short, and such views
+    alone made a second, misplaced track of a defect tracked well from up close. In a gallery
+    the ceiling is seen only from afar: there the default sets no limit.
     """
 
     def __init__(self, surface: WallModel, camera: PinholeCamera, *, min_frames: int = 3,
                  min_confidence: float = 0.6, gate_m: float = 0.5, clock_gate_h: float = 2.5,
                  close_after_m: float = 0.5, near_views: int = 5, far_view_m: float = 3.0,
-                 id_prefix: str = "F") -> None:
+                 confirm_within_m: float | None = None, id_prefix: str = "F") -> None:
         self.surface = surface
         self.camera = camera
         self.min_frames = min_frames
@@ -254,6 +263,9 @@ class FindingTracker:
         self.close_after_m = close_after_m
         self.near_views = near_views
         self.far_view_m = far_view_m
+        self.confirm_within_m = confirm_within_m if confirm_within_m is not None else (
+            CONFIRM_WITHIN_RADII * surface.radius_m if isinstance(surface, PipeModel)
+            else math.inf)
         self._prefix = id_prefix
         self._tracks: list[_Track] = []
         self._count = 0
@@ -356,6 +368,8 @@ class FindingTracker:
         confidence = float(np.mean(confidences[len(confidences) // 2:]))
         if len(observations) < self.min_frames or confidence < self.min_confidence:
             return None
+        if min(o.start_m - o.camera_distance_m for o in observations) > self.confirm_within_m:
+            return None  # seen from afar only
         # Nearest whole views of the near end place it best (a box cut by the image border is
         # not whole; a box around a long defect's far part alone starts late)
         whole = [o for o in observations if not o.clipped] or observations

@@ -900,7 +900,14 @@ def _find_open_joints(cloud: PipeCloud, profile: RingProfile, nominal_d: float,
     # A deformed ring bulges beyond its round neighbours on both sides: not a gap
     near_oval = _next_to(_oval(profile, limits))
     found = []
+    both_count = np.minimum(np.nan_to_num(profile.open_right_sectors, nan=0.0),
+                            np.nan_to_num(profile.open_left_sectors, nan=0.0))
     for first, last in _runs(both_sides & ~near_oval, max_gap=0, min_length=1):
+        # The joint is where the ring is most open: a section beyond it that sits a few
+        # centimetres off the fitted circle keeps the run going for metres (2 sectors a side
+        # against the joint's 3), and a gap measured over all of it is no joint's
+        peak = np.flatnonzero(both_count[first:last + 1] == both_count[first:last + 1].max())
+        first, last = first + int(peak[0]), first + int(peak[-1])
         s0 = float(profile.s_start_m[first]) - profile.step_m
         s1 = float(profile.s_start_m[last]) + 2.0 * profile.step_m
         gap = _gap_at_sides(cloud.points(s0, s1), nominal_d / 2.0)

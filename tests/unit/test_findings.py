@@ -9,7 +9,7 @@ import pytest
 
 from navigation.site import Axis
 from perception.detectors.base import Detection
-from perception.findings import FindingTracker, PinholeCamera, PipeModel
+from perception.findings import FindingTracker, GalleryModel, PinholeCamera, PipeModel
 
 RADIUS_M = 0.5
 CAMERA = PinholeCamera(640, 480, 380.0)
@@ -169,3 +169,15 @@ def test_a_joint_is_placed_from_whole_views_of_its_ring_and_has_no_length() -> N
     joint = findings[0]
     assert joint.start_m == pytest.approx(20.0, abs=0.1)
     assert joint.end_m == joint.start_m  # a ring, not a stretch of pipe
+
+
+def test_in_a_pipe_a_defect_seen_only_from_afar_is_no_finding() -> None:
+    # The camera stops 4 m before the roots: 20 confident far views, none from close up
+    far = drive_past(FindingTracker(PIPE, CAMERA), [("SG", 20.0, 20.6, 12.0, 2.0)],
+                     10.0, 16.0, 30)
+    assert far == []
+    near = drive_past(FindingTracker(PIPE, CAMERA), [("SG", 20.0, 20.6, 12.0, 2.0)],
+                      10.0, 19.0, 45)
+    assert [f.code for f in near] == ["SG"]
+    # A gallery's ceiling is seen only from afar: no such rule there
+    assert FindingTracker(GalleryModel(PIPE.axis, 3.2, 3.5), CAMERA).confirm_within_m == math.inf

@@ -345,3 +345,30 @@ def test_a_gap_wider_than_any_joint_is_not_an_open_joint(rng: np.random.Generato
     cloud = straight_cloud(wall, *behind)
     found = find_geometric_defects(cloud, D_M, 0.1, s_start_m=0.0, s_end_m=8.0)
     assert "TJ" not in [d.code for d in found]
+
+
+def _behind(rng: np.random.Generator, s_m: tuple[float, float], clocks_h: tuple[float, float],
+            depth_m: float, n: int = 3000) -> FloatArray:
+    """Returns from ``depth_m`` behind the wall over a clock range on both sides."""
+    out = []
+    for sign in (1.0, -1.0):  # right side (3 o'clock) and its mirror on the left
+        angle = np.radians(rng.uniform(*clocks_h, n) * 30.0)
+        radius = R_M + depth_m + rng.normal(0.0, 0.003, n)
+        out.append(np.column_stack([rng.uniform(*s_m, n), -sign * radius * np.sin(angle),
+                                    radius * np.cos(angle)]))
+    return np.vstack(out)
+
+
+def test_an_open_joint_is_found_where_the_ring_is_most_open(rng: np.random.Generator) -> None:
+    # A 40 mm open joint at 4.0 m (the backing 8 cm behind it seen at 2-4 o'clock and 8-10),
+    # then a section whose lower sides sit 4.5 cm off the ring (open in fewer sectors), with
+    # deeper returns at 5.5-5.9 m: a gap measured over the whole run was 1.9 m, no joint
+    wall = ring(rng, (0.0, 8.0), bed_m=-0.4)
+    joint = _behind(rng, (4.0, 4.05), (2.0, 4.0), 0.08)
+    offset = _behind(rng, (4.1, 6.5), (3.5, 4.49), 0.045, n=8000)
+    deep = _behind(rng, (5.5, 5.9), (3.5, 4.49), 0.09)
+    found = find_geometric_defects(straight_cloud(wall, joint, offset, deep), D_M, 0.1,
+                                   s_start_m=0.0, s_end_m=8.0)
+    (open_joint,) = [d for d in found if d.code == "TJ"]
+    assert open_joint.s_start_m == pytest.approx(4.0, abs=0.05)
+    assert open_joint.measured["gap_mm"] < 100.0
