@@ -59,6 +59,9 @@ DUPLICATE_GAP_M = 0.5  # camera findings of one class this close are one defect 
 JOINT_CODES = frozenset({"CK", "TJ"})
 JOINT_DUPLICATE_GAP_M = 0.3
 END_MARGIN_M = 0.5  # lidar-only findings this close to a manhole are its wall, not a defect
+LIDAR_REACH_M = 1.0
+"""Lidar-only findings count where the sensor passed within this distance: wall seen only
+from afar (beyond where a mission turned back) is grazed, thin and smeared."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,8 @@ class DefectMapper:
         self.cloud = (None if self.pipe is None else PipeCloud.from_site_axis(
             self.pipe.axis, 2.0 * self.pipe.radius_m, voxel_m=voxel_m))
         self.camera_findings: list[Finding] = []
+        self._sensor_span_m: tuple[float, float] | None = None
+        """Chainages between which the lidar passed (None: no sensor positions given)."""
 
     def add_frame(self, stamp_ns: int, detections: list[Detection],
                   T_map_camera: FloatArray) -> list[Finding]:
@@ -152,6 +157,10 @@ class DefectMapper:
         tunnel, where nothing is measured from the lidar."""
         if self.cloud is not None:
             self.cloud.add_scan(points_map_m, sensor_map_m)
+        if self.pipe is not None and sensor_map_m is not None:
+            s_m, _ = self.pipe.axis.chainage_and_direction(np.asarray(sensor_map_m, float))
+            span = self._sensor_span_m or (s_m, s_m)
+            self._sensor_span_m = (min(span[0], s_m), max(span[1], s_m))
 
     def finish(self, factors: SiteFactors | None, segment_length_m: float) -> SegmentMap:
         """Close all tracks, measure, join, grade and evaluate the segment (``factors``
@@ -209,7 +218,7 @@ class DefectMapper:
         # ring's outline where the lidar looks through it.
         for index, defect in enumerate(lidar):
             if (index in used or defect.code in CAMERA_CONFIRMED_CODES
-                    or not self._inside(defect, length_m)):
+                    or not self._inside(defect, length_m) or not self._passed(defect)):
                 continue
             assert self.pipe is not None  # only a pipe has lidar defects
             finding = _lidar_finding(defect, self.pipe, len(graded) + 1)
@@ -221,6 +230,12 @@ class DefectMapper:
     def _lidar_saw(cloud: PipeCloud, finding: Finding, min_points: int = 200) -> bool:
         """Whether the cloud holds enough wall around the finding to have measured it."""
         return len(cloud.points(finding.start_m - 0.3, finding.end_m + 0.3)) >= min_points
+
+    def _passed(self, defect: GeometricDefect) -> bool:
+        """Whether the lidar passed near the defect (a mission may turn back early)."""
+        span = self._sensor_span_m
+        return span is None or (defect.s_end_m >= span[0] - LIDAR_REACH_M
+                                and defect.s_start_m <= span[1] + LIDAR_REACH_M)
 
     @staticmethod
     def _inside(defect: GeometricDefect, segment_length_m: float) -> bool:

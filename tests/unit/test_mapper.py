@@ -18,15 +18,17 @@ from tests.unit.test_findings import CAMERA, PIPE, camera_at, patch_box
 LENGTH_M = 100.0
 
 
-def mapper_with_lidar(monkeypatch: pytest.MonkeyPatch, lidar: list[GeometricDefect]
-                      ) -> DefectMapper:
-    """A mapper whose lidar analysis returns ``lidar`` (one scan so the cloud is not empty)."""
+def mapper_with_lidar(monkeypatch: pytest.MonkeyPatch, lidar: list[GeometricDefect],
+                      sensor_to_m: float = LENGTH_M) -> DefectMapper:
+    """A mapper whose lidar analysis returns ``lidar`` (scans so the cloud is not empty, the
+    sensor driving from 1.5 m to ``sensor_to_m``)."""
     monkeypatch.setattr(mapper_module, "find_geometric_defects", lambda *a, **k: list(lidar))
     mapper = DefectMapper(PIPE, CAMERA, wall_thickness_m=0.1,
                           tracker=FindingTracker(PIPE, CAMERA))
     ring = np.array([[x, 0.5 * math.cos(a), 0.5 + 0.5 * math.sin(a)]
                      for x in np.linspace(1.0, 2.0, 5) for a in np.linspace(0, 6, 40)])
-    mapper.add_scan(ring, np.array([1.5, 0.0, 0.5]))
+    for sensor_m in (1.5, sensor_to_m):
+        mapper.add_scan(ring, np.array([sensor_m, 0.0, 0.5]))
     return mapper
 
 
@@ -148,3 +150,14 @@ def test_offset_joints_two_metres_apart_stay_two_findings_each_with_its_measurem
     assert [(f.finding.id, f.finding.start_m, f.finding.source) for f in segment.findings] == [
         ("F001", 38.0, "camera+lidar"), ("F003", 40.0, "camera+lidar")]
     assert any(line.startswith("F002 CK at 38.45 m: rejected") for line in segment.ungraded)
+
+
+def test_lidar_only_defects_count_where_the_sensor_passed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A mission that turned back at 20 m saw the wall at 22-24 m only from afar
+    lidar = [GeometricDefect("BX", 22.0, 24.0, {"ovality_pct_of_d": 9.9}, 12.0)]
+    turned_back = mapper_with_lidar(monkeypatch, lidar, sensor_to_m=20.0)
+    assert turned_back.finish(SiteFactors(dn_mm=1000), LENGTH_M).findings == ()
+    passed = mapper_with_lidar(monkeypatch, lidar, sensor_to_m=23.0)
+    assert [f.finding.code for f in passed.finish(SiteFactors(dn_mm=1000), LENGTH_M).findings
+            ] == ["BX"]
