@@ -358,7 +358,8 @@ class LocalizationPipeline:
                                        lateral_offset_m=lateral_m)
 
     def _round_bore(self, centre: PipeCentre) -> bool:
-        """Whether the circle is the pipe's usual round bore (see ``PipelineConfig``)."""
+        """Remember this fit; whether it is the pipe's usual round bore (see
+        ``PipelineConfig``): the median of the fits so far is the usual one."""
         cfg = self.config
         fits = self._bore_fits
         fits.append((centre.radius_m, centre.residual_m))

@@ -28,7 +28,14 @@ from numpy.typing import NDArray
 
 from perception.detectors.base import Detection
 from perception.errors import GradingError
-from perception.findings import Finding, FindingTracker, PinholeCamera, PipeModel, WallModel
+from perception.findings import (
+    JOINT_CODES,
+    Finding,
+    FindingTracker,
+    PinholeCamera,
+    PipeModel,
+    WallModel,
+)
 from perception.grading import (
     DefectRecord,
     SegmentEvaluation,
@@ -54,9 +61,8 @@ INTRUDING_CODES = frozenset({"SG", "ZW", "AJ", "CQ", "CR"})
 CAMERA_CONFIRMED_CODES = frozenset({INTRUSION, "TJ"})  # lidar alone does not report these
 JOIN_GAP_M = 0.6  # a camera finding and a lidar defect this close along the pipe are one
 DUPLICATE_GAP_M = 0.5  # camera findings of one class this close are one defect seen twice
-# Defects of one joint: two findings of these further apart than JOINT_DUPLICATE_GAP_M lie
+# Defects of one joint (JOINT_CODES): two findings further apart than JOINT_DUPLICATE_GAP_M lie
 # at two joints (pipe sections are 1-2.5 m long), and merging them would hide one
-JOINT_CODES = frozenset({"CK", "TJ"})
 JOINT_DUPLICATE_GAP_M = 0.3
 END_MARGIN_M = 0.5  # lidar-only findings this close to a manhole are its wall, not a defect
 LIDAR_REACH_M = 1.0

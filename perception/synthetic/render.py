@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 
 from navigation.path import Polyline
 from perception.errors import DatasetError
+from perception.findings import JOINT_CODES
 from perception.synthetic.textures import TEXTURES, random_texture, wall_style
 from sim_worlds.simulator.body import BodyState
 from sim_worlds.simulator.camera import Camera, TextureCache, focal_px
@@ -54,7 +55,6 @@ SURFACE_FEATURE_CODES: dict[str, str] = {"crack": "PL", "seepage": "SL", "floor_
 FEATURE_GEOMETRY_PREFIX = "surface_features::patches::"
 # A camera this far before a held-out stretch could see features inside it.
 HELD_OUT_VIEW_MARGIN_M = 12.0
-JOINT_CODES = frozenset({"CK", "TJ"})
 SPLIT_SEED_BASE = {"train": 100_000, "val": 500_000, "test": 900_000}
 LABEL_STEP_PX = 2  # labels are cast on a grid of 2 x 2 pixel blocks
 JOINT_BAND_M = 0.12  # wall within this distance of a joint plane belongs to a CK/TJ label

@@ -145,7 +145,6 @@ def test_a_defect_weak_from_afar_and_strong_close_up_is_confirmed_a_stain_is_not
     assert findings[0].confidence > 0.6
 
 
-
 def ring_box(x_ring_m: float, T_map_camera: np.ndarray, inset_px: float = 4.0
              ) -> tuple[float, float, float, float]:
     """A joint's box as the detector draws it: the ring's outline, kept a few pixels inside
