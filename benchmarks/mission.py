@@ -33,7 +33,7 @@ from typing import Any
 
 from benchmarks.perception import score_findings
 from crawler.mission_run import RunProgress, run_simulated_mission
-from navigation.mission import MissionPlan, PauseOnFinding, load_plan
+from navigation.mission import LookCloser, MissionPlan, PauseOnFinding, load_plan
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "navigation" / "mission" / "examples"
 MISSIONS = {"sewer_dn1000": EXAMPLES / "sewer_dn1000.yaml",
@@ -44,7 +44,7 @@ QUICK_DISTANCE_M = 20.0
 def quick_plan(plan: MissionPlan, distance_m: float = QUICK_DISTANCE_M) -> MissionPlan:
     """The plan cut to its first ``distance_m`` (actions beyond dropped)."""
     actions = tuple(a for a in plan.actions
-                    if isinstance(a, PauseOnFinding) or a.distance_m < distance_m)
+                    if isinstance(a, PauseOnFinding | LookCloser) or a.distance_m < distance_m)
     end = plan.end.model_copy(update={"at_distance_m": min(distance_m, plan.route.length_m)})
     return plan.model_copy(update={"actions": actions, "end": end})
 

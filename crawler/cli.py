@@ -343,7 +343,9 @@ def cmd_dataset_render(args: argparse.Namespace) -> int:
 
     settings = replace(default_settings(args.world), frames_per_look=args.frames_per_look,
                        distractors=not args.no_distractors, class_weights=_weights(args.focus),
-                       world_look=args.world_look)
+                       world_look=args.world_look, close_up_fraction=args.close_ups)
+    if not 0.0 <= args.close_ups <= 1.0:
+        raise CrawlerError(f"--close-ups {args.close_ups}: a fraction of frames, 0 to 1")
     if args.no_hold_out:
         settings = replace(settings, exclude_route_m=None)
     elif args.hold_out:
@@ -519,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--world-look", action="store_true",
                         help="the world's own textures in every look (lamp, light and poses "
                              "still vary), instead of repainted ones")
+    render.add_argument("--close-ups", type=float, default=0.0, metavar="FRACTION",
+                        help="this fraction of frames aim the zoom camera at a feature (or "
+                             "plain surface) from its pan-tilt head (default 0)")
     hold_out = render.add_mutually_exclusive_group()
     hold_out.add_argument("--hold-out", type=float, nargs=2, metavar=("START_M", "END_M"),
                           help="route stretch whose features are never rendered (default: the "

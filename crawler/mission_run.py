@@ -24,6 +24,14 @@ Recorded: ``/odom/wheel``, ``/imu`` and ``/localization/pose`` at 10 Hz, ``/poin
 ``point_stride``-th point) and the JPEG camera frame once per ``record_period_s`` of
 simulated time, ``/defects/findings`` per finding, ``/mission/status`` at 1 Hz.
 
+Looking closer (the plan's ``look_closer`` action): the detector then reports down to the
+action's ``min_confidence`` (the tracker still takes only detections of at least
+``TRACK_MIN_CONFIDENCE``); a weak detection within zoom range becomes a suspect
+(``perception.close_up.SuspectFinder``), the executor stops for it, and while it looks the
+camera head is aimed and zoomed at the suspect's spot every control step (the simulated head
+turns at once) and every frame is detected, placed with the zoomed focal length. A zoomed
+detection of the suspect's class re-centres the aim on itself.
+
 Findings reach ``findings.sqlite`` the moment the tracker confirms them, with a provisional
 grade (the visual extent rule; ``grade_basis`` says so); when the mission ends the mapper
 joins them with the lidar measurements, grades them by CJJ 181 and the final rows (and
@@ -60,11 +68,13 @@ from navigation.mission.executor import (
     MissionState,
     PhotoRequest,
     RobotReadings,
+    SuspectNotice,
     route_polyline,
 )
 from navigation.mission.folder import MissionFolder, encode_jpeg
 from navigation.mission.plan import (
     WORLD_PREFIX,
+    LookCloser,
     MissionPlan,
     PipeAsset,
     TunnelAsset,
@@ -77,13 +87,14 @@ from navigation.path import Polyline
 from navigation.records import FixSource, LidarScan3D, OdometrySample, PositionFix
 from navigation.site import Axis, Site
 from navigation.wheel_odometry import WheelOdometry
-from perception.detectors import Detection, Detector, load_detector
+from perception.close_up import SuspectFinder, aim_head, zoomed
+from perception.detectors import Detection, Detector, DetectorOptions, load_detector
 from perception.errors import GradingError
 from perception.findings import Finding, GalleryModel, PinholeCamera, PipeModel, WallModel
 from perception.grading import SiteFactors, default_standard
 from perception.mapper import VISUAL_GRADE_RULES, DefectMapper, GradedFinding, SegmentMap
 from perception.synthetic.render import SURFACE_FEATURE_CODES
-from sim_worlds.simulator.camera import focal_px
+from sim_worlds.simulator.camera import CameraHead, focal_px
 from sim_worlds.simulator.sdf import rotation_from_rpy
 from sim_worlds.simulator.simulation import (
     CameraFrame,
@@ -97,6 +108,8 @@ from sim_worlds.worldgen.truth import PipeDefect, WorldTruth
 
 FloatArray = NDArray[np.float64]
 _NS = 1_000_000_000
+TRACK_MIN_CONFIDENCE = DetectorOptions().confidence_threshold
+"""Detections the finding tracker takes (weaker ones only make suspects to look closer at)."""
 
 
 class MissionRunError(Exception):
@@ -349,8 +362,13 @@ class _Mission:
         self.mapper: DefectMapper | None = None
         asset = plan.asset
         self.axis = None
+        self.look = next((a for a in plan.actions if isinstance(a, LookCloser)), None)
+        self.suspects: SuspectFinder | None = None
         if inspects and sim.camera is not None:
-            self.detector = load_detector(detector_spec(plan))
+            floor = min(TRACK_MIN_CONFIDENCE, self.look.min_confidence) if self.look \
+                else TRACK_MIN_CONFIDENCE
+            self.detector = load_detector(detector_spec(plan),
+                                          DetectorOptions(confidence_threshold=floor))
             legs = plan.route.path_legs()
             self.axis = next(a for a in site.axes if a.name == legs[0].axis)
             spec = sim.camera.spec
@@ -364,6 +382,9 @@ class _Mission:
                 surface, PinholeCamera(spec.width_px, spec.height_px, focal_px(spec)),
                 asset.wall_thickness_m if isinstance(asset, PipeAsset)
                 and asset.wall_thickness_m else 0.1)
+            if self.look is not None:
+                self.suspects = SuspectFinder(self.mapper.tracker, self.look.min_confidence,
+                                              max_range_m=self.look.max_range_m)
         self.grid = OccupancyGrid(0.05)
         self.cloud = VoxelCloud(0.1)
         # Bookkeeping
@@ -371,6 +392,10 @@ class _Mission:
         self.last_frame: CameraFrame | None = None
         self.last_detect_xy: FloatArray | None = None
         self.pending: list[FindingNotice] = []
+        self.pending_suspects: list[SuspectNotice] = []
+        self.look_points: dict[str, FloatArray] = {}
+        """Where the head aims for each suspect (re-centred on zoomed detections)."""
+        self.looking: SuspectNotice | None = None
         self.findings: dict[str, Finding] = {}
         self.scans = 0
         self.frames_detected = 0
@@ -458,9 +483,10 @@ class _Mission:
             return
         estimate = self.pipeline.estimate()
         xy = estimate.T_site_base[:2, 3].copy()
-        if self.last_detect_xy is not None and \
+        looking = self.looking
+        if looking is None and self.last_detect_xy is not None and \
                 float(np.linalg.norm(xy - self.last_detect_xy)) < cfg.detect_spacing_m:
-            return
+            return  # every frame while looking closer, else one per detect_spacing_m
         self.last_detect_xy = xy
         started = time.perf_counter()
         detections: list[Detection] = self.detector.detect(frame.image_bgr, frame.stamp_ns)
@@ -474,8 +500,17 @@ class _Mission:
         while self.photos and self.photos[0][0] < horizon:
             self.photos.popleft()
         started = time.perf_counter()
-        confirmed = self.mapper.add_frame(frame.stamp_ns, detections,
-                                          estimate.T_site_base @ self.T_base_camera)
+        T_site_camera = estimate.T_site_base @ self.T_base_camera @ frame.head.T_mount_camera()
+        camera = self.mapper.tracker.camera
+        if frame.horizontal_fov_rad and not math.isclose(frame.horizontal_fov_rad,
+                                                         self.sim.wide_fov_rad):
+            camera = zoomed(camera, frame.horizontal_fov_rad)
+        tracked = [d for d in detections if d.confidence >= TRACK_MIN_CONFIDENCE]
+        confirmed = self.mapper.add_frame(frame.stamp_ns, tracked, T_site_camera, camera)
+        if looking is not None:
+            self._recentre(looking, frame.stamp_ns, detections, T_site_camera, camera)
+        elif self.suspects is not None:
+            self._suspect(frame.stamp_ns, detections, T_site_camera)
         self.timing["mapper"] += time.perf_counter() - started
         for finding in confirmed:
             self._confirmed(finding, frame.stamp_ns)
@@ -489,6 +524,42 @@ class _Mission:
             cv2.putText(out, f"{detection.code} {detection.confidence:.2f}",
                         (x0, max(y0 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 255), 1)
         return out
+
+    def _suspect(self, stamp_ns: int, detections: list[Detection], T_site_camera: FloatArray
+                 ) -> None:
+        """A new suspect among a wide frame's detections: queued for the executor."""
+        assert self.suspects is not None
+        suspect = self.suspects.consider(stamp_ns, detections, T_site_camera)
+        if suspect is None:
+            return
+        self.suspects.looked_at(suspect.point_m)
+        self.look_points[suspect.id] = suspect.point_m
+        self.pending_suspects.append(SuspectNotice(suspect.id, suspect.code, suspect.distance_m))
+
+    def _recentre(self, looking: SuspectNotice, stamp_ns: int, detections: list[Detection],
+                  T_site_camera: FloatArray, camera: PinholeCamera) -> None:
+        """Aim at the most confident zoomed detection of the suspect's class, if any."""
+        assert self.mapper is not None
+        same = [d for d in detections if d.code == looking.code]
+        if not same:
+            return
+        best = max(same, key=lambda d: d.confidence)
+        camera_m, _ = self.mapper.tracker.surface.axis.chainage_and_direction(
+            T_site_camera[:3, 3])
+        placed = self.mapper.tracker.place(stamp_ns, best, T_site_camera, camera_m, camera)
+        if placed is not None:
+            self.look_points[looking.id] = placed.point_m
+
+    def _aim_camera(self, T_site_base: FloatArray) -> None:
+        """Turn and zoom the camera at the suspect being looked at, or home it."""
+        sim, looking = self.sim, self.executor.looking_at
+        self.looking = looking
+        if looking is not None and self.look is not None and sim.camera is not None:
+            aim = aim_head(T_site_base @ self.T_base_camera, self.look_points[looking.id],
+                           self.look.field_m, sim.wide_fov_rad)
+            sim.set_camera_head(CameraHead(aim.pan_rad, aim.tilt_rad, aim.horizontal_fov_rad))
+        elif not sim.camera_head.home and sim.camera is not None:
+            sim.set_camera_head(CameraHead())
 
     def _confirmed(self, finding: Finding, stamp_ns: int) -> None:
         """A newly confirmed finding: straight into the folder, the bag and the executor."""
@@ -508,6 +579,8 @@ class _Mission:
             "frames": finding.frames, "source": finding.source,
             "latitude_deg": float(lat), "longitude_deg": float(lon)}, stamp_ns)
         self.pending.append(FindingNotice(finding.id, finding.code, finding.start_m))
+        if self.suspects is not None:
+            self.suspects.confirmed(finding.code, np.asarray(finding.position_m))
 
     # --- control -----------------------------------------------------------------------------
 
@@ -527,9 +600,11 @@ class _Mission:
             tether_paid_out_m=mcu.tether_m if self.tethered else None,
             estop_mcu=mcu.estop_latched)
         started = time.perf_counter()
-        out = self.executor.step(stamp, estimate.T_site_base, sigma, readings, self.pending)
+        out = self.executor.step(stamp, estimate.T_site_base, sigma, readings, self.pending,
+                                 self.pending_suspects)
         self.timing["executor"] += time.perf_counter() - started
-        self.pending = []
+        self.pending, self.pending_suspects = [], []
+        self._aim_camera(estimate.T_site_base)
         mcu.handle(SetTwist(out.linear_mps, out.angular_radps))
         if self.executor.state is MissionState.RETURNING and not self.returning:
             self._begin_return(estimate.T_site_base)

@@ -271,12 +271,13 @@ class FindingTracker:
         self._count = 0
         self.unplaced = 0  # detections whose rays missed the wall model
 
-    def update(self, stamp_ns: int, detections: list[Detection], T_map_camera: FloatArray
-               ) -> list[Finding]:
-        """Add one frame's detections; return the findings that closed with it."""
+    def update(self, stamp_ns: int, detections: list[Detection], T_map_camera: FloatArray,
+               camera: PinholeCamera | None = None) -> list[Finding]:
+        """Add one frame's detections (taken with ``camera``, default the tracker's: a zoomed
+        frame has its own); return the findings that closed with it."""
         camera_m, _ = self.surface.axis.chainage_and_direction(T_map_camera[:3, 3])
         for detection in detections:
-            observation = self.place(stamp_ns, detection, T_map_camera, camera_m)
+            observation = self.place(stamp_ns, detection, T_map_camera, camera_m, camera)
             if observation is None:
                 self.unplaced += 1
                 continue
@@ -289,13 +290,14 @@ class FindingTracker:
         return self._close(lambda track: True)
 
     def place(self, stamp_ns: int, detection: Detection, T_map_camera: FloatArray,
-              camera_m: float) -> Observation | None:
+              camera_m: float, camera: PinholeCamera | None = None) -> Observation | None:
         """A detection placed on the wall, or None when its rays miss the wall model."""
+        camera = camera or self.camera
         x0, y0, x1, y1 = detection.box_xyxy_px
         xm, ym = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
         pixels = [(xm, ym), (xm, y0), (xm, y1), (x0, ym), (x1, ym)]
         R, origin = T_map_camera[:3, :3], T_map_camera[:3, 3]
-        hits = [self.surface.wall_hit(origin, R @ self.camera.ray(u, v)) for u, v in pixels]
+        hits = [self.surface.wall_hit(origin, R @ camera.ray(u, v)) for u, v in pixels]
         placed = [h for h in hits if h is not None]
         # A joint ring's box is centred on the bore (its centre ray runs down the pipe)
         anchor = hits[0] if hits[0] is not None else (
@@ -310,18 +312,19 @@ class FindingTracker:
             start_m, end_m = min(distances), max(distances)
         return Observation(stamp_ns, detection.code, detection.confidence, start_m, end_m,
                            anchor.distance_m, anchor.clock_h, anchor.point_m,
-                           detection.box_xyxy_px, camera_m, self._clipped(detection))
+                           detection.box_xyxy_px, camera_m, self._clipped(detection, camera))
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _clipped(self, detection: Detection) -> bool:
+    @staticmethod
+    def _clipped(detection: Detection, camera: PinholeCamera) -> bool:
         x0, y0, x1, y1 = detection.box_xyxy_px
         # A ring seen up close fills the view: boxes stop a few pixels short of the border
         # (y 3-5 px of 480) and their rays land up to 0.7 m past the joint
-        margin_px = (JOINT_MARGIN_FRAC * max(self.camera.width_px, self.camera.height_px)
+        margin_px = (JOINT_MARGIN_FRAC * max(camera.width_px, camera.height_px)
                      if detection.code in JOINT_CODES else 2.0)
-        return (x0 <= margin_px or y0 <= margin_px or x1 >= self.camera.width_px - margin_px
-                or y1 >= self.camera.height_px - margin_px)
+        return (x0 <= margin_px or y0 <= margin_px or x1 >= camera.width_px - margin_px
+                or y1 >= camera.height_px - margin_px)
 
     def _associate(self, observation: Observation) -> None:
         best: _Track | None = None

@@ -152,9 +152,11 @@ class DefectMapper:
         """Chainages between which the lidar passed (None: no sensor positions given)."""
 
     def add_frame(self, stamp_ns: int, detections: list[Detection],
-                  T_map_camera: FloatArray) -> list[Finding]:
-        """One camera frame's detections; returns the camera findings it confirmed."""
-        confirmed = self.tracker.update(stamp_ns, detections, T_map_camera)
+                  T_map_camera: FloatArray, camera: PinholeCamera | None = None
+                  ) -> list[Finding]:
+        """One camera frame's detections (``camera``: a zoomed frame's intrinsics); returns
+        the camera findings it confirmed."""
+        confirmed = self.tracker.update(stamp_ns, detections, T_map_camera, camera)
         self.camera_findings.extend(confirmed)
         return confirmed
 

@@ -23,6 +23,7 @@ from navigation.mission.plan import (
     LinkLossBehaviour,
     LinkPolicy,
     LocalizationPolicy,
+    LookCloser,
     MissionPlan,
     ObstaclePolicy,
     PauseOnFinding,
@@ -69,6 +70,7 @@ __all__ = [
     "LinkLossBehaviour",
     "LinkPolicy",
     "LocalizationPolicy",
+    "LookCloser",
     "MissionError",
     "MissionPlan",
     "ObstaclePolicy",
@@ -110,6 +112,7 @@ from navigation.mission.executor import (
     MissionStatus,
     PhotoRequest,
     RobotReadings,
+    SuspectNotice,
     route_polyline,
 )
 from navigation.mission.folder import (
@@ -137,6 +140,7 @@ __all__ += [
     "PhotoRequest",
     "PhotoRow",
     "RobotReadings",
+    "SuspectNotice",
     "read_mission",
     "recording_files",
     "route_polyline",

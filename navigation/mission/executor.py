@@ -14,6 +14,9 @@ Behaviour:
 - ``photograph_at``: stop at the distance, settle, request a ``photo``, dwell ~2 s.
 - ``pause_on_finding``: on each new finding stop for the plan's seconds and request a
   close-up photo of it (findings confirmed during a pause share it; later ones get their own).
+- ``look_closer``: at each suspect the runner reports (a detection too weak to trust, see
+  ``perception.close_up``) stop for the plan's seconds while the runner aims and zooms the
+  camera at it (``looking_at``), and request a close-up photo of it near the end.
 - ``scan_360``: turn in place a full circle where the asset allows it (tunnels, shelters);
   in a pipe stop and dwell ``scan_dwell_s`` (the crawler cannot turn in a pipe).
 - End: at the route's end (or ``end.at_distance_m``, or after ``end.max_duration_s``) the
@@ -40,6 +43,7 @@ from numpy.typing import NDArray
 
 from navigation.mission.plan import (
     EndBehaviour,
+    LookCloser,
     MissionPlan,
     PauseOnFinding,
     PhotographAt,
@@ -69,6 +73,8 @@ class MissionState(enum.Enum):
     DRIVING = "driving"
     PAUSED = "paused"
     """Stopped at a new finding (close-up)."""
+    LOOKING = "looking"
+    """Stopped at a suspected defect, the camera turned and zoomed at it (look_closer)."""
     PHOTOGRAPHING = "photographing"
     SCANNING = "scanning"
     """A scan_360 action: turning in place, or dwelling in a pipe."""
@@ -128,6 +134,16 @@ class FindingNotice:
     code: str
     distance_m: float
     """Where it starts along the asset's axis (chainage), for the record."""
+
+
+@dataclass(frozen=True)
+class SuspectNotice:
+    """A suspected defect to look closer at (``perception.close_up.Suspect``)."""
+
+    id: str
+    code: str
+    distance_m: float
+    """Where it was placed along the asset's axis (chainage)."""
 
 
 @dataclass(frozen=True)
@@ -265,6 +281,7 @@ class _Stop:
     kind: str
     action_distance_m: float | None = None
     findings: list[FindingNotice] = field(default_factory=list)
+    suspect: SuspectNotice | None = None
     photographed: bool = False
     turn_rad: float = 0.0
     turning: bool = False
@@ -293,6 +310,8 @@ class MissionExecutor:
             key=lambda a: a.distance_m)
         self._pause = next((a for a in plan.actions if isinstance(a, PauseOnFinding)), None)
         self._queued: list[FindingNotice] = []
+        self._look = next((a for a in plan.actions if isinstance(a, LookCloser)), None)
+        self._suspects: list[SuspectNotice] = []
         self._stop: _Stop | None = None
         self.state = MissionState.STARTING
         self._held_state: MissionState | None = None
@@ -315,7 +334,8 @@ class MissionExecutor:
 
     def step(self, stamp_ns: int, T_site_base: FloatArray, position_sigma_m: float,
              readings: RobotReadings | None = None,
-             new_findings: Sequence[FindingNotice] = ()) -> ExecutorOutput:
+             new_findings: Sequence[FindingNotice] = (),
+             suspects: Sequence[SuspectNotice] = ()) -> ExecutorOutput:
         """One control step: the twist to command now and the mission status."""
         readings = readings or RobotReadings()
         self._step_events, self._step_photos = [], []
@@ -339,6 +359,8 @@ class MissionExecutor:
         for finding in new_findings:
             self._event(stamp_ns, "finding", id=finding.id, code=finding.code,
                         distance_m=round(finding.distance_m, 3))
+        if self._look is not None and self._back is None and not self.state.terminal:
+            self._suspects.extend(suspects)
         # Safety
         decision = self.supervisor.update(RobotStatus(
             stamp_ns, self._route_m, self._route_m, self._speed_mps, readings.battery_pct,
@@ -413,6 +435,11 @@ class MissionExecutor:
                                              "close_up", findings=self._queued))
             self._queued = []
             return 0.0, 0.0
+        if self._suspects and self._look is not None:
+            suspect = self._suspects.pop(0)
+            self._begin_stop(stamp_ns, _Stop(MissionState.LOOKING, stamp_ns, self._look.seconds,
+                                             "look_closer", suspect=suspect))
+            return 0.0, 0.0
         if self._actions_due():
             action_ = self._actions.pop(0)
             if isinstance(action_, PhotographAt):
@@ -448,10 +475,21 @@ class MissionExecutor:
     def _pause_s(self) -> float:
         return self._pause.seconds if self._pause is not None else 0.0
 
+    @property
+    def looking_at(self) -> SuspectNotice | None:
+        """The suspect the robot has stopped to look closer at, if it has."""
+        stop = self._stop
+        return stop.suspect if stop is not None and self.state is MissionState.LOOKING else None
+
     def _begin_stop(self, stamp_ns: int, stop: _Stop) -> None:
         self._stop = stop
-        what = (f"{stop.kind} at {stop.action_distance_m} m" if stop.action_distance_m
-                is not None else f"new finding {', '.join(f.id for f in stop.findings)}")
+        if stop.suspect is not None:
+            s = stop.suspect
+            what = f"look closer at suspect {s.id} ({s.code} at {s.distance_m:.1f} m)"
+        elif stop.action_distance_m is not None:
+            what = f"{stop.kind} at {stop.action_distance_m} m"
+        else:
+            what = f"new finding {', '.join(f.id for f in stop.findings)}"
         self._set_state(stamp_ns, stop.state, what)
 
     def _stopped(self, stamp_ns: int, yaw: float) -> tuple[float, float]:
@@ -474,7 +512,10 @@ class MissionExecutor:
             stop.dwell_s = cfg.settle_s + 0.5
         self._last_yaw = yaw
         waited_s = (stamp_ns - stop.started_ns) / _NS
-        if not stop.photographed and waited_s >= min(cfg.settle_s, 0.5 * stop.dwell_s):
+        # A look closer photographs its last view (the camera has aimed and zoomed by then)
+        photo_s = (max(stop.dwell_s - cfg.settle_s, 0.5 * stop.dwell_s) if stop.suspect
+                   else min(cfg.settle_s, 0.5 * stop.dwell_s))
+        if not stop.photographed and waited_s >= photo_s:
             stop.photographed = True
             self._photos_of(stamp_ns, stop)
         if waited_s >= stop.dwell_s:
@@ -488,6 +529,8 @@ class MissionExecutor:
                 return
             for finding in stop.findings:
                 self._photo(PhotoRequest(stamp_ns, "close_up", self._route_m, finding.id))
+        elif stop.suspect is not None:
+            self._photo(PhotoRequest(stamp_ns, "close_up", self._route_m, stop.suspect.id))
         else:
             self._photo(PhotoRequest(stamp_ns, stop.kind, self._route_m,
                                      action_distance_m=stop.action_distance_m))
@@ -510,6 +553,7 @@ class MissionExecutor:
     def _begin_return(self, stamp_ns: int, why: str) -> None:
         self._stop = None
         self._queued = []
+        self._suspects = []
         self._return_from_m = self._route_m
         cfg = self.config
         if self._route_m <= cfg.arrive_tolerance_m:

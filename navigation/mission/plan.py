@@ -250,6 +250,18 @@ class PauseOnFinding(_Section):
     close_up: StrictBool = True
 
 
+class LookCloser(_Section):
+    """Stop at each suspected defect (a detection too weak to be trusted), turn the camera on
+    its pan-tilt head towards it, zoom until ``field_m`` of surface fills the view, and look
+    for ``seconds`` (``perception.close_up``)."""
+
+    kind: Literal["look_closer"]
+    min_confidence: StrictFloat = Field(0.15, gt=0.0, lt=1.0)
+    seconds: StrictFloat = Field(6.0, gt=0.0, le=120.0)
+    field_m: StrictFloat = Field(1.2, gt=0.0, le=10.0)
+    max_range_m: StrictFloat = Field(6.0, gt=0.0, le=30.0)
+
+
 class Scan360(_Section):
     """Stop at ``distance_m`` along the route and turn the camera/lidar head a full circle."""
 
@@ -257,7 +269,8 @@ class Scan360(_Section):
     distance_m: StrictFloat = Field(ge=0.0)
 
 
-Action = Annotated[PhotographAt | PauseOnFinding | Scan360, Field(discriminator="kind")]
+Action = Annotated[PhotographAt | PauseOnFinding | LookCloser | Scan360,
+                   Field(discriminator="kind")]
 
 
 class EndBehaviour(enum.Enum):
@@ -422,12 +435,12 @@ class MissionPlan(_Section):
                                f"{' or '.join(d.value for d in allowed)}, "
                                f"got '{self.direction.value}'")
         length_m = self.route.length_m
-        pauses = 0
+        once: set[str] = set()
         for i, action in enumerate(self.actions):
-            if isinstance(action, PauseOnFinding):
-                pauses += 1
-                if pauses > 1:
-                    raise _field_error(f"actions.{i}", "pause_on_finding is given twice")
+            if isinstance(action, PauseOnFinding | LookCloser):
+                if action.kind in once:
+                    raise _field_error(f"actions.{i}", f"{action.kind} is given twice")
+                once.add(action.kind)
             elif action.distance_m > length_m + CHAINAGE_TOLERANCE_M:
                 raise _field_error(f"actions.{i}.distance_m", f"{action.distance_m} m is beyond "
                                    f"the end of the route ({length_m:.3f} m long)")

@@ -9,6 +9,11 @@ from projected outlines: a pixel belongs to a defect when its ray hits that defe
 border are exact. Each frame is then degraded like a real inspection camera's (defocus, motion
 blur, sensor noise, JPEG).
 
+Close-ups (``RenderSettings.close_up_fraction``): a share of the frames turn the camera on its
+pan-tilt head towards a target (or, a third of them, towards plain surface) and zoom so that a
+metre or two of surface fills the view, as the crawler does when it looks closer at a
+suspected defect (``perception.close_up``).
+
 Splits draw their looks from disjoint seed ranges, so a test set never shares a look with the
 training set.
 
@@ -32,11 +37,12 @@ import yaml
 from numpy.typing import NDArray
 
 from navigation.path import Polyline
+from perception.close_up import aim_head
 from perception.errors import DatasetError
 from perception.findings import JOINT_CODES
 from perception.synthetic.textures import TEXTURES, random_texture, wall_style
 from sim_worlds.simulator.body import BodyState
-from sim_worlds.simulator.camera import Camera, TextureCache, focal_px
+from sim_worlds.simulator.camera import Camera, CameraHead, TextureCache, focal_px
 from sim_worlds.simulator.sdf import rotation_from_rpy
 from sim_worlds.simulator.simulation import SimConfig, Simulation
 from sim_worlds.worldgen.truth import PipeDefect, SurfaceFeature, TunnelTruth
@@ -116,6 +122,14 @@ class RenderSettings:
     # repainted walls (domain randomisation alone left the benchmark tunnel's standing water
     # at confidence 0.5).
     world_look: bool = False
+    # Share of frames that are close-ups: the camera on its pan-tilt head aimed at a target's
+    # centre (off by up to ``close_up_aim_m``), or in a third of them at plain surface, and
+    # zoomed so that ``close_up_field_m`` of surface spans the view's width; the crawler stands
+    # ``close_up_before_m`` before the target.
+    close_up_fraction: float = 0.0
+    close_up_field_m: tuple[float, float] = (0.6, 2.5)
+    close_up_before_m: tuple[float, float] = (-1.0, 5.0)
+    close_up_aim_m: float = 0.3
 
 
 # Utility tunnel: wall and ceiling features sit 1.2-3.5 m up, so a camera 0.2 m above the floor
@@ -151,6 +165,7 @@ class _Target:
     joint_centre_m: NDArray[np.float64] | None = None  # a point on the joint plane (joints)
     joint_normal: NDArray[np.float64] | None = None
     surface: str = ""  # a tunnel feature's surface (ceiling, floor, right_wall, ...)
+    centre_m: NDArray[np.float64] | None = None  # where a close-up aims (tunnel features)
 
 
 class DatasetRenderer:
@@ -183,7 +198,8 @@ class DatasetRenderer:
             g.material.albedo_map for g in self.sim.scene.geometries
             if g.material.albedo_map is not None and g.material.albedo_map.stem in TEXTURES
         })
-        self._label_rays = self._label_directions()
+        self._label_rays = self._label_directions(camera.spec.horizontal_fov_rad)
+        self._wide_fov_rad = camera.spec.horizontal_fov_rad
 
     @property
     def target_ids(self) -> tuple[str, ...]:
@@ -222,6 +238,8 @@ class DatasetRenderer:
 
     def _frame(self, camera: Camera, rng: np.random.Generator) -> LabelledFrame:
         s = self.settings
+        if s.close_up_fraction > 0.0 and rng.random() < s.close_up_fraction:
+            return self._close_up(camera, rng)
         # Pose the crawler before a defect (or anywhere) and jitter the camera
         if self._targets and rng.random() < s.defect_view_fraction:
             target = self._targets[self._pick_target(rng)]
@@ -236,13 +254,42 @@ class DatasetRenderer:
         """Pose the crawler at ``along_m`` with jitter, render, label and degrade the frame."""
         route = self.sim.route
         along_m = self._outside_held_out(min(max(along_m, 0.5), route.length_m - 0.5))
-        T_world_camera = self._camera_pose(along_m, rng)
-        # Render (twice: auto-exposure settles on the second) and label
+        camera.zoom_to(self._wide_fov_rad)
+        return self._develop(camera, self._camera_pose(along_m, rng), along_m, rng)
+
+    def _close_up(self, camera: Camera, rng: np.random.Generator) -> LabelledFrame:
+        """The camera on its head aimed at a target (or plain surface) and zoomed in."""
+        s = self.settings
+        aimed = [t for t in self._targets if t.centre_m is not None]
+        target = aimed[int(rng.integers(len(aimed)))] if aimed and rng.random() < 2 / 3 else None
+        along_m = (target.route_distance_m - float(rng.uniform(*s.close_up_before_m))
+                   if target is not None else self._anywhere_m(rng))
+        along_m = self._outside_held_out(min(max(along_m, 0.5), self.sim.route.length_m - 0.5))
+        T_world_mount = self._camera_pose(along_m, rng)
+        if target is not None and target.centre_m is not None:
+            point = target.centre_m + rng.uniform(-s.close_up_aim_m, s.close_up_aim_m, 3)
+        else:  # plain surface: wherever a random direction of the head meets it
+            pan, tilt = float(rng.uniform(-1.7, 1.7)), float(rng.uniform(-0.7, 1.2))
+            direction = T_world_mount[:3, :3] @ CameraHead(pan, tilt).T_mount_camera()[:3, 0]
+            hit = self.sim.scene.cast(T_world_mount[None, :3, 3].astype(np.float32),
+                                      direction[None].astype(np.float32), 15.0)
+            if not bool(hit.hit[0]):
+                return self._shoot(camera, along_m, rng)
+            point = hit.point_m[0].astype(np.float64)
+        aim = aim_head(T_world_mount, point, float(rng.uniform(*s.close_up_field_m)),
+                       self._wide_fov_rad)
+        head = CameraHead(aim.pan_rad, aim.tilt_rad, aim.horizontal_fov_rad)
+        camera.zoom_to(aim.horizontal_fov_rad)
+        return self._develop(camera, T_world_mount @ head.T_mount_camera(), along_m, rng)
+
+    def _develop(self, camera: Camera, T_world_camera: NDArray[np.float64], along_m: float,
+                 rng: np.random.Generator) -> LabelledFrame:
+        """Render (twice: auto-exposure settles on the second), label and degrade a frame."""
         lamp_fraction = float(rng.uniform(0.5, 1.0))
         ambient = self._ambient(T_world_camera, rng)
         camera.render(self.sim.scene, T_world_camera, lamp_fraction, ambient)
         image = camera.render(self.sim.scene, T_world_camera, lamp_fraction, ambient)
-        boxes = self._labels(T_world_camera)
+        boxes = self._labels(T_world_camera, camera.spec.horizontal_fov_rad)
         # Degrade like a real inspection camera
         return LabelledFrame(degrade(image, rng), boxes, along_m)
 
@@ -315,9 +362,15 @@ class DatasetRenderer:
 
     # --- labels ------------------------------------------------------------------------------
 
-    def _labels(self, T_world_camera: NDArray[np.float64]) -> tuple[Box, ...]:
+    def _labels(self, T_world_camera: NDArray[np.float64], horizontal_fov_rad: float
+                ) -> tuple[Box, ...]:
         spec = self._camera.spec
-        rows, cols, directions_camera = self._label_rays
+        zoom = 1.0
+        if horizontal_fov_rad == self._wide_fov_rad:
+            rows, cols, directions_camera = self._label_rays
+        else:
+            rows, cols, directions_camera = self._label_directions(horizontal_fov_rad)
+            zoom = math.tan(0.5 * self._wide_fov_rad) / math.tan(0.5 * horizontal_fov_rad)
         R = T_world_camera[:3, :3]
         directions = directions_camera @ R.T
         origins = np.broadcast_to(T_world_camera[:3, 3], directions.shape)
@@ -332,8 +385,8 @@ class DatasetRenderer:
         range_m = np.linalg.norm(hits.point_m - T_world_camera[:3, 3], axis=1)
         for target_id, target in enumerate(self._targets):
             on = owner == target_id
-            if target.code in ranges:
-                on &= range_m <= ranges[target.code]
+            if target.code in ranges:  # a zoom resolves fine detail from farther
+                on &= range_m <= ranges[target.code] * zoom
             if target.joint_centre_m is not None and target.joint_normal is not None:
                 along = (hits.point_m - target.joint_centre_m) @ target.joint_normal
                 on |= self._ring[index] & (np.abs(along) < JOINT_BAND_M)
@@ -347,9 +400,9 @@ class DatasetRenderer:
                 boxes.append(Box(target.class_index, box))
         return tuple(boxes)
 
-    def _label_directions(self) -> tuple[NDArray[np.int64], NDArray[np.int64],
-                                         NDArray[np.float64]]:
-        spec = self._camera.spec
+    def _label_directions(self, horizontal_fov_rad: float
+                          ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+        spec = replace(self._camera.spec, horizontal_fov_rad=horizontal_fov_rad)
         f = focal_px(spec)
         rows, cols = np.mgrid[0:spec.height_px // LABEL_STEP_PX, 0:spec.width_px // LABEL_STEP_PX]
         u = (cols + 0.5) * LABEL_STEP_PX
@@ -398,7 +451,8 @@ class DatasetRenderer:
         code = SURFACE_FEATURE_CODES[feature.kind]
         return _Target(feature.id, code, DETECTOR_CLASSES.index(code),
                        approach_distance_m(self.sim.route, feature.centre_m),
-                       f"{FEATURE_GEOMETRY_PREFIX}{feature.id}::", surface=feature.surface)
+                       f"{FEATURE_GEOMETRY_PREFIX}{feature.id}::", surface=feature.surface,
+                       centre_m=np.asarray(feature.centre_m, dtype=np.float64))
 
 
 def approach_distance_m(route: Polyline, point_m: Sequence[float]) -> float:
@@ -496,6 +550,8 @@ def write_dataset(out_dir: Path, looks: dict[str, int], world: str = "sewer_dn10
                      "matched_wall": spec.matched_wall,
                      "world_look": spec.world_look,
                      "label_range_m": dict(spec.label_range_m),
+                     "close_up_fraction": spec.close_up_fraction,
+                     "close_up_field_m": list(spec.close_up_field_m),
                      "git_commit": _git_commit()},
     }
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

@@ -33,6 +33,9 @@ surface, dimmed and tinted by the murk) by the transparency, plus a Fresnel refl
 what lies above it; ripples drawn on the surface give it texture. The refracted and reflected
 rays are cast for every 4th water ray in each direction and interpolated: murk and ripples
 blur them anyway.
+
+Zoom and aim: ``Camera.zoom_to`` narrows the lens's field of view (the image size stays) and
+``CameraHead`` turns the camera on a pan-tilt head, as on an inspection crawler's zoom camera.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -155,6 +158,39 @@ def projection(spec: CameraSpec, point_camera_m: FloatArray) -> tuple[float, flo
 def focal_px(spec: CameraSpec) -> float:
     """Focal length in pixels."""
     return 0.5 * spec.width_px / math.tan(0.5 * spec.horizontal_fov_rad)
+
+
+ZOOM_FOV_LIMITS_RAD = (math.radians(4.0), math.radians(120.0))
+"""Narrowest and widest horizontal field of view ``Camera.zoom_to`` accepts."""
+
+
+@dataclass(frozen=True)
+class CameraHead:
+    """Pan-tilt-zoom state of the camera on its head, relative to its mount.
+
+    Pan turns left (about the mount's z, up), tilt looks up (about the panned y, left), both
+    in radians; ``horizontal_fov_rad`` None is the lens's widest setting (the SDF's field).
+    """
+
+    pan_rad: float = 0.0
+    tilt_rad: float = 0.0
+    horizontal_fov_rad: float | None = None
+
+    @property
+    def home(self) -> bool:
+        """Looking straight ahead at the widest field."""
+        return self.pan_rad == 0.0 and self.tilt_rad == 0.0 and self.horizontal_fov_rad is None
+
+    def T_mount_camera(self) -> FloatArray:
+        """The camera's pose in its mount's frame (the head turns it in place)."""
+        cp, sp = math.cos(self.pan_rad), math.sin(self.pan_rad)
+        ct, st = math.cos(self.tilt_rad), math.sin(self.tilt_rad)
+        T = np.eye(4)
+        # Rz(pan) @ Ry(-tilt): x forward turned left by pan, then raised by tilt
+        T[:3, :3] = np.array([[cp * ct, -sp, -cp * st],
+                              [sp * ct, cp, -sp * st],
+                              [st, 0.0, ct]])
+        return T
 
 
 class TextureCache:
@@ -398,6 +434,18 @@ class Camera:
     def exposure_gain(self) -> float:
         """Gain of the next frame (linear brightness of a unit irradiance on white)."""
         return math.exp(self._log_gain)
+
+    def zoom_to(self, horizontal_fov_rad: float) -> None:
+        """Set the lens's horizontal field of view (same image size: a longer focal length)."""
+        low, high = ZOOM_FOV_LIMITS_RAD
+        if not low <= horizontal_fov_rad <= high:
+            raise SimError(f"zoom: horizontal field of view {math.degrees(horizontal_fov_rad):.1f}"
+                           f" deg outside {math.degrees(low):.0f}-{math.degrees(high):.0f} deg")
+        if horizontal_fov_rad == self.spec.horizontal_fov_rad:
+            return
+        self.spec = replace(self.spec, horizontal_fov_rad=horizontal_fov_rad)
+        self._grid = _ray_grid(self.spec, self.lamp)
+        self._grid_lamp = self.lamp
 
     def reset_exposure(self) -> None:
         """Forget the auto-exposure state (as after power-up)."""

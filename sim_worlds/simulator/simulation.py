@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from firmware_bridge.emulator import McuModel
 from navigation.geodesy import GeodeticOrigin, SiteFrame
 from navigation.path import Polyline
 from sim_worlds.simulator.body import BodyParams, BodyState, CrawlerBody
-from sim_worlds.simulator.camera import Camera, Lamp
+from sim_worlds.simulator.camera import Camera, CameraHead, Lamp
 from sim_worlds.simulator.errors import SimError
 from sim_worlds.simulator.lidar import Lidar, LidarScan, planar_spec
 from sim_worlds.simulator.scene import RaycastScene
@@ -100,11 +100,14 @@ class PlanarScanFrame:
 
 @dataclass(frozen=True)
 class CameraFrame:
-    """A camera image (8-bit BGR) and the camera pose."""
+    """A camera image (8-bit BGR), the camera pose, the lens's horizontal field of view and
+    the pan-tilt head's state (``T_world_camera`` includes the head's turn)."""
 
     stamp_ns: int
     image_bgr: NDArray[np.uint8]
     T_world_camera: FloatArray
+    horizontal_fov_rad: float = 0.0
+    head: CameraHead = field(default_factory=CameraHead)
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,10 @@ class Simulation:
         navsat = mount(("navsat", "gps"))
         self.lidar: Lidar | None = None
         self.camera: Camera | None = None
+        self.wide_fov_rad = 0.0
+        """The camera lens's widest horizontal field of view (the SDF's)."""
+        self.camera_head = CameraHead()
+        """Where the camera's pan-tilt head points and its zoom (``set_camera_head``)."""
         self._period_ns: dict[str, int] = {"radio": round(_NS / cfg.radio_rate_hz)}
         if cfg.lidar and lidar is not None and lidar.lidar is not None:
             self.lidar = Lidar(lidar.lidar, cfg.lidar_dropout_probability, seed=cfg.seed + 1)
@@ -201,6 +208,7 @@ class Simulation:
             self.camera = (Camera(camera.camera, lamp, seed=cfg.seed + 2) if lamp
                            else Camera(camera.camera, seed=cfg.seed + 2))
             self.T_base_camera = T_base_world @ camera.T_world_sensor
+            self.wide_fov_rad = camera.camera.horizontal_fov_rad
             self._period_ns["camera"] = round(_NS / (cfg.camera_rate_hz or camera.update_rate_hz))
         self.navsat = navsat
         if navsat is not None:
@@ -208,6 +216,14 @@ class Simulation:
             self._period_ns["gnss"] = round(_NS / navsat.update_rate_hz)
         self._next_due_ns = dict.fromkeys(self._period_ns, 0)
         self._T_world_lidar_last: FloatArray | None = None
+
+    def set_camera_head(self, head: CameraHead) -> None:
+        """Turn and zoom the camera (takes effect from the next frame); ``SimError`` for a
+        zoom the lens cannot do."""
+        if self.camera is None:
+            raise SimError("set_camera_head: this simulation has no camera")
+        self.camera.zoom_to(head.horizontal_fov_rad or self.wide_fov_rad)
+        self.camera_head = head
 
     # --- world queries -----------------------------------------------------------------------
 
@@ -327,12 +343,15 @@ class Simulation:
         if self.camera is not None and self._due("camera"):
             started = time.perf_counter()
             T_world_camera = T_world_base @ self.T_base_camera
+            if not self.camera_head.home:
+                T_world_camera = T_world_camera @ self.camera_head.T_mount_camera()
             ambient = (self.config.daylight_ambient
                        if self.under_open_sky(T_world_camera[:3, 3]) else 0.0)
             # The MCU's lamp setting dims the lamp; at 0 (never set) it is on full.
             lamp = self.mcu.lamp_pct / 100.0 if self.mcu.lamp_pct else 1.0
             image = self.camera.render(self.scene, T_world_camera, lamp, ambient)
-            events.append(CameraFrame(self.now_ns, image, T_world_camera))
+            events.append(CameraFrame(self.now_ns, image, T_world_camera,
+                                      self.camera.spec.horizontal_fov_rad, self.camera_head))
             self._account("camera", started)
         if self.navsat is not None and self._due("gnss"):
             fix = self._gnss_fix((T_world_base @ self.T_base_navsat)[:3, 3])

@@ -18,6 +18,7 @@ from perception.synthetic.render import (
     SURFACE_FEATURE_CODES,
     TUNNEL_SETTINGS,
     DatasetRenderer,
+    LabelledFrame,
     RenderSettings,
     approach_distance_m,
     default_settings,
@@ -203,3 +204,21 @@ def test_a_world_look_keeps_the_world_s_own_textures(tunnel: DatasetRenderer) ->
         for path in renderer._texture_paths:
             from_file = cv2.imread(str(path), cv2.IMREAD_COLOR)
             assert np.array_equal(camera.textures.bgr8(path), from_file) == own, path
+
+
+def test_close_ups_zoom_in_on_features_and_on_plain_surface() -> None:
+    """Close-ups aimed (without jitter) at a feature have it under the image's centre; a third
+    of them look at plain surface; a crack is labelled from farther than in a wide view."""
+    close = DatasetRenderer("utility_tunnel", replace(
+        TUNNEL_SETTINGS, frames_per_look=15, close_up_fraction=1.0, close_up_aim_m=0.0))
+    frames = list(close.frames(11))
+
+    def centred(frame: LabelledFrame) -> bool:
+        return any(b.xyxy_px[0] <= 320 <= b.xyxy_px[2] and b.xyxy_px[1] <= 240 <= b.xyxy_px[3]
+                   for b in frame.boxes)
+
+    aimed = [f for f in frames if centred(f)]
+    assert 6 <= len(aimed) <= 14
+    assert any(not f.boxes for f in frames)
+    assert all(not f.boxes or centred(f) for f in frames)  # only the aimed-at feature shows
+    assert any(DETECTOR_CLASSES[b.class_index] == "PL" for f in aimed for b in f.boxes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from navigation.mission.executor import (
     MissionExecutor,
     MissionState,
     RobotReadings,
+    SuspectNotice,
 )
 from navigation.path import Polyline
 
@@ -64,12 +66,14 @@ class Robot:
     def run(self, executor: MissionExecutor, max_s: float = 2000.0,
             readings: Callable[[float, Robot], RobotReadings] | None = None,
             findings: Callable[[float, Robot], list[FindingNotice]] | None = None,
-            sigma: Callable[[float], float] | None = None) -> ExecutorOutput:
+            sigma: Callable[[float], float] | None = None,
+            suspects: Callable[[Robot], list[SuspectNotice]] | None = None) -> ExecutorOutput:
         while self.t_ns < max_s * NS:
             t_s = self.t_ns / NS
             out = executor.step(self.t_ns, self.pose(), sigma(t_s) if sigma else 0.05,
                                 readings(t_s, self) if readings else RobotReadings(),
-                                findings(t_s, self) if findings else [])
+                                findings(t_s, self) if findings else [],
+                                suspects(self) if suspects else [])
             self.outputs.append(out)
             if out.done:
                 return out
@@ -202,6 +206,45 @@ def test_pause_on_each_new_finding_with_a_close_up() -> None:
     assert len(paused) * DT_S == pytest.approx(8.0, abs=0.4)
     assert all(o.linear_mps == 0.0 for o in paused)
     assert [e["id"] for e in robot.events("finding")] == ["F001", "F002"]
+
+
+def test_look_closer_stops_at_each_suspect_and_says_which() -> None:
+    """look_closer: a stop of its seconds per suspect, ``looking_at`` names it meanwhile, a
+    close-up photo near its end; none on the way back, none without the action."""
+    given: set[str] = set()
+
+    def suspects(robot: Robot) -> list[SuspectNotice]:
+        new = [SuspectNotice(name, "PL", at_m + 2.0) for name, at_m in
+               (("S001", 4.0), ("S002", 12.0)) if robot.x >= at_m and name not in given]
+        given.update(s.id for s in new)
+        if robot.x < 1.0 and given >= {"S001", "S002"}:  # on the way back: ignored
+            new.append(SuspectNotice("S003", "JS", 0.5))
+        return new
+
+    plan = make_plan(actions=[{"kind": "look_closer", "seconds": 3.0}],
+                     end={"then": "return", "max_duration_s": 600.0})
+    executor = MissionExecutor(plan, ROUTE)
+    robot = Robot()
+    looked: list[str | None] = []
+
+    def watch(t_s: float, robot: Robot) -> RobotReadings:
+        looked.append(None if executor.looking_at is None else executor.looking_at.id)
+        return RobotReadings()
+
+    last = robot.run(executor, readings=watch, suspects=suspects)
+    assert last.status.state is MissionState.COMPLETED
+    looking = [o for o in robot.outputs if o.status.state is MissionState.LOOKING]
+    assert len(looking) * DT_S == pytest.approx(6.0, abs=0.4)
+    assert all(o.linear_mps == 0.0 and o.angular_radps == 0.0 for o in looking)
+    assert [k for k, _ in itertools.groupby(x for x in looked if x)] == ["S001", "S002"]
+    photos = [(p.kind, p.finding_id, p.stamp_ns) for o in robot.outputs for p in o.photos]
+    assert [(k, i) for k, i, _ in photos] == [("close_up", "S001"), ("close_up", "S002")]
+    first_look_ns = next(o.status.stamp_ns for o in looking)
+    assert (photos[0][2] - first_look_ns) / NS >= 2.0  # near the end: the head has aimed
+    given.clear()
+    plain = Robot()
+    plain.run(MissionExecutor(make_plan(), ROUTE), suspects=suspects)
+    assert not any(o.status.state is MissionState.LOOKING for o in plain.outputs)
 
 
 def test_safety_stop_holds_then_resumes() -> None:

@@ -168,6 +168,13 @@ BAD_SAMPLE_EDITS = {
     "two pauses": ("- kind: photograph_at  # the lateral L1\n  distance_m: 47.0",
                    "- kind: pause_on_finding  # again", "# again",
                    "actions[1]: pause_on_finding is given twice"),
+    "two looks closer": ("- kind: photograph_at  # the lateral L1\n  distance_m: 47.0",
+                         "- kind: look_closer\n- kind: look_closer  # again", "# again",
+                         "actions[2]: look_closer is given twice"),
+    "look closer sure of everything": ("- kind: photograph_at  # the lateral L1\n"
+                                       "  distance_m: 47.0",
+                                       "- kind: look_closer\n  min_confidence: 1.0", "1.0",
+                                       "actions[1].min_confidence: Input should be less than 1"),
     "end beyond route": ("  max_duration_s: 5400.0", "  at_distance_m: 121.0", "at_distance_m",
                          "end.at_distance_m: 121.0 m is beyond the end of the route"),
     "approach faster than max": ("  approach_mps: 0.05", "  approach_mps: 0.2", "approach_mps",
