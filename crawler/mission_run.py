@@ -88,7 +88,13 @@ from navigation.records import FixSource, LidarScan3D, OdometrySample, PositionF
 from navigation.site import Axis, Site
 from navigation.wheel_odometry import WheelOdometry
 from perception.close_up import SuspectFinder, aim_head, zoomed
-from perception.detectors import Detection, Detector, DetectorOptions, load_detector
+from perception.detectors import (
+    SHIPPED_MODELS,
+    Detection,
+    Detector,
+    DetectorOptions,
+    load_detector,
+)
 from perception.errors import GradingError
 from perception.findings import Finding, GalleryModel, PinholeCamera, PipeModel, WallModel
 from perception.grading import SiteFactors, default_standard
@@ -296,6 +302,20 @@ def detector_spec(plan: MissionPlan) -> str:
     return plan.detector
 
 
+def zoom_detector_spec(plan: MissionPlan) -> str:
+    """The detector for zoomed frames: the look_closer action's, else the shipped zoom model
+    of the asset's kind (plain ``shipped``, where there is one), else the plan's detector."""
+    look = next((a for a in plan.actions if isinstance(a, LookCloser)), None)
+    if look is not None and look.detector is not None:
+        return look.detector
+    spec = detector_spec(plan)
+    if plan.detector.strip() == "shipped":
+        kind = "tunnel" if isinstance(plan.asset, TunnelAsset) else "pipe"
+        if f"{kind}_zoom" in SHIPPED_MODELS:
+            return f"shipped:{kind}_zoom"
+    return spec
+
+
 def plan_world(plan: MissionPlan, world: str | None) -> str:
     """The simulated world a plan runs in: ``world`` if given, else its ``world:NAME`` site."""
     if world is not None:
@@ -359,6 +379,8 @@ class _Mission:
         self.tethered = site.tether is not None
         # Perception: findings are placed on the pipe wall, or a tunnel's walls and ceiling
         self.detector: Detector | None = None
+        self.zoom_detector: Detector | None = None
+        """The detector for zoomed frames (``zoom_detector_spec``)."""
         self.mapper: DefectMapper | None = None
         asset = plan.asset
         self.axis = None
@@ -367,8 +389,11 @@ class _Mission:
         if inspects and sim.camera is not None:
             floor = min(TRACK_MIN_CONFIDENCE, self.look.min_confidence) if self.look \
                 else TRACK_MIN_CONFIDENCE
-            self.detector = load_detector(detector_spec(plan),
-                                          DetectorOptions(confidence_threshold=floor))
+            options = DetectorOptions(confidence_threshold=floor)
+            self.detector = load_detector(detector_spec(plan), options)
+            zoom_spec = zoom_detector_spec(plan)
+            self.zoom_detector = (self.detector if self.look is None or zoom_spec ==
+                                  detector_spec(plan) else load_detector(zoom_spec, options))
             legs = plan.route.path_legs()
             self.axis = next(a for a in site.axes if a.name == legs[0].axis)
             spec = sim.camera.spec
@@ -488,8 +513,11 @@ class _Mission:
                 float(np.linalg.norm(xy - self.last_detect_xy)) < cfg.detect_spacing_m:
             return  # every frame while looking closer, else one per detect_spacing_m
         self.last_detect_xy = xy
+        zoomed_in = bool(frame.horizontal_fov_rad) and not math.isclose(
+            frame.horizontal_fov_rad, self.sim.wide_fov_rad)
+        detector = self.zoom_detector if zoomed_in and self.zoom_detector else self.detector
         started = time.perf_counter()
-        detections: list[Detection] = self.detector.detect(frame.image_bgr, frame.stamp_ns)
+        detections: list[Detection] = detector.detect(frame.image_bgr, frame.stamp_ns)
         self.timing["detector"] += time.perf_counter() - started
         self.frames_detected += 1
         if detections:
@@ -502,8 +530,7 @@ class _Mission:
         started = time.perf_counter()
         T_site_camera = estimate.T_site_base @ self.T_base_camera @ frame.head.T_mount_camera()
         camera = self.mapper.tracker.camera
-        if frame.horizontal_fov_rad and not math.isclose(frame.horizontal_fov_rad,
-                                                         self.sim.wide_fov_rad):
+        if zoomed_in:
             camera = zoomed(camera, frame.horizontal_fov_rad)
         tracked = [d for d in detections if d.confidence >= TRACK_MIN_CONFIDENCE]
         confirmed = self.mapper.add_frame(frame.stamp_ns, tracked, T_site_camera, camera)

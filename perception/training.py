@@ -228,6 +228,9 @@ def _epoch_logger(log: Callable[[str], None], epochs: int, started: float
         done = int(trainer.epoch) + 1
         elapsed = time.perf_counter() - started
         figures = _figures(getattr(trainer, "metrics", None) or {})
+        if done > epochs:  # the trainer's last call: the best weights validated once more
+            log(f"best weights: {figures}")
+            return
         left_min = elapsed / done * (epochs - done) / 60.0
         log(f"epoch {done}/{epochs}: {figures}; about {left_min:.0f} min left")
 

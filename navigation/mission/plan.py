@@ -235,6 +235,18 @@ class SpeedLimits(_Section):
         return self
 
 
+def _checked_spec(spec: str) -> str:
+    """A detector spec that names a known kind of detector."""
+    from perception.detectors import parse_spec
+    from perception.errors import DetectorSpecError
+
+    try:
+        parse_spec(spec)
+    except DetectorSpecError as err:
+        raise _field_error("", str(err)) from err
+    return spec
+
+
 class PhotographAt(_Section):
     """Stop at ``distance_m`` along the route and take a still photo."""
 
@@ -260,6 +272,14 @@ class LookCloser(_Section):
     seconds: StrictFloat = Field(6.0, gt=0.0, le=120.0)
     field_m: StrictFloat = Field(1.2, gt=0.0, le=10.0)
     max_range_m: StrictFloat = Field(6.0, gt=0.0, le=30.0)
+    detector: str | None = None
+    """The detector for zoomed frames; None: the shipped zoom model of the asset's kind where
+    the plan's detector is ``shipped`` and there is one, else the plan's detector."""
+
+    @field_validator("detector")
+    @classmethod
+    def _known_detector(cls, spec: str | None) -> str | None:
+        return None if spec is None else _checked_spec(spec)
 
 
 class Scan360(_Section):
@@ -418,14 +438,7 @@ class MissionPlan(_Section):
     @field_validator("detector")
     @classmethod
     def _known_detector(cls, spec: str) -> str:
-        from perception.detectors import parse_spec
-        from perception.errors import DetectorSpecError
-
-        try:
-            parse_spec(spec)
-        except DetectorSpecError as err:
-            raise _field_error("", str(err)) from err
-        return spec
+        return _checked_spec(spec)
 
     @model_validator(mode="after")
     def _consistent(self) -> MissionPlan:
@@ -511,7 +524,12 @@ def load_plan(path: str | Path) -> MissionPlan:
     site_file = plan.site_file
     if not site_file.startswith(WORLD_PREFIX):
         site_file = str((base / Path(site_file).expanduser()).resolve())
-    plan = plan.model_copy(update={"site_file": site_file,
+    actions = tuple(
+        action.model_copy(update={"detector": _resolve_detector(
+            action.detector, base, fail, ("actions", i, "detector"))})
+        if isinstance(action, LookCloser) and action.detector is not None else action
+        for i, action in enumerate(plan.actions))
+    plan = plan.model_copy(update={"site_file": site_file, "actions": actions,
                                    "detector": _resolve_detector(plan.detector, base, fail)})
     try:
         site = load_plan_site(plan)
@@ -567,14 +585,15 @@ def _world_site(world: str) -> Site:
         raise PlanError("<plan>", f"invalid world truth: {err}", "site_file") from err
 
 
-def _resolve_detector(spec: str, base: Path, fail: Callable[[Loc, str], PlanError]) -> str:
+def _resolve_detector(spec: str, base: Path, fail: Callable[[Loc, str], PlanError],
+                      loc: Loc = ("detector",)) -> str:
     """Model paths of ``onnx:``/``ultralytics:`` specs, relative to the plan, must exist."""
     kind, _, argument = spec.strip().partition(":")
     if kind not in ("onnx", "ultralytics"):
         return spec
     model = (base / Path(argument).expanduser()).resolve()
     if not model.is_file():
-        raise fail(("detector",), f"model file not found: {model}")
+        raise fail(loc, f"model file not found: {model}")
     return f"{kind}:{model}"
 
 

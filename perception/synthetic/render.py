@@ -260,8 +260,10 @@ class DatasetRenderer:
     def _close_up(self, camera: Camera, rng: np.random.Generator) -> LabelledFrame:
         """The camera on its head aimed at a target (or plain surface) and zoomed in."""
         s = self.settings
-        aimed = [t for t in self._targets if t.centre_m is not None]
-        target = aimed[int(rng.integers(len(aimed)))] if aimed and rng.random() < 2 / 3 else None
+        target = (self._targets[self._pick_target(rng)] if self._targets
+                  and rng.random() < 2 / 3 else None)
+        if target is not None and target.centre_m is None:
+            target = None  # no centre to aim at (pipe defects): plain surface instead
         along_m = (target.route_distance_m - float(rng.uniform(*s.close_up_before_m))
                    if target is not None else self._anywhere_m(rng))
         along_m = self._outside_held_out(min(max(along_m, 0.5), self.sim.route.length_m - 0.5))

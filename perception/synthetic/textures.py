@@ -83,8 +83,11 @@ def crack(rng: np.random.Generator, style: WallStyle | None = None) -> FloatImag
     if heading > 1.0:
         start = start[::-1]
     main = _wander(rng, start, heading, 40, SIZE_PX / 34)
-    width = int(rng.integers(2, 6))
-    cv2.polylines(image, [main], False, float(rng.uniform(0.0, 0.1)), width, cv2.LINE_AA)
+    # A third are hairlines: one texel wide and not as dark (a sub-millimetre crack)
+    hairline = rng.random() < 1 / 3
+    width = 1 if hairline else int(rng.integers(2, 6))
+    darkness = float(rng.uniform(0.0, 0.3) if hairline else rng.uniform(0.0, 0.1))
+    cv2.polylines(image, [main], False, darkness, width, cv2.LINE_AA)
     for _ in range(int(rng.integers(0, 4))):
         origin = main[int(rng.integers(5, len(main) - 5))].astype(np.float64)
         branch = _wander(rng, origin, heading + rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.2),

@@ -17,6 +17,7 @@ from sim_worlds.simulator.sdf import CameraSpec
 
 WIDE = PinholeCamera(640, 480, 0.5 * 640 / math.tan(math.radians(40.0)))
 WIDE_FOV_RAD = math.radians(80.0)
+HALF_UP = np.array([0.0, 0.0, 0.5])
 GALLERY = GalleryModel(Axis("main", ((0.0, 0.0, 0.0), (200.0, 0.0, 0.0))), 3.2, 3.5)
 
 
@@ -86,7 +87,7 @@ def test_a_zoomed_detection_is_placed_with_the_zoomed_focal_length() -> None:
     camera's focal length would put it metres off."""
     crack = np.array([12.0, -1.6, 1.8])
     T_map_mount = mount_at(9.0)
-    aim = aim_head(T_map_mount, crack + [0.3, 0.0, 0.2], 1.2, WIDE_FOV_RAD)
+    aim = aim_head(T_map_mount, crack + np.array([0.3, 0.0, 0.2]), 1.2, WIDE_FOV_RAD)
     T_map_camera = T_map_mount @ CameraHead(aim.pan_rad, aim.tilt_rad).T_mount_camera()
     lens = zoomed(WIDE, aim.horizontal_fov_rad)
     detection = Detection("PL", box_around(crack, T_map_camera, lens), 0.8)
@@ -112,10 +113,11 @@ def test_suspects_are_weak_near_new_detections() -> None:
     assert finder.consider(0, [seen(crack, "PL", 0.7)], T_map_camera) is None
     assert finder.consider(0, [seen(far, "PL", 0.3)], T_map_camera) is None
     # The most confident weak one, placed on the wall
-    suspect = finder.consider(5, [seen(crack, "PL", 0.2), seen(crack + [0, 0, 0.5], "SL", 0.4)],
+    suspect = finder.consider(5, [seen(crack, "PL", 0.2), seen(crack + HALF_UP, "SL", 0.4)],
                               T_map_camera)
-    assert suspect is not None and (suspect.id, suspect.code, suspect.stamp_ns) == ("S001", "SL", 5)
-    np.testing.assert_allclose(suspect.point_m, crack + [0, 0, 0.5], atol=0.05)
+    assert suspect is not None
+    assert (suspect.id, suspect.code, suspect.stamp_ns) == ("S001", "SL", 5)
+    np.testing.assert_allclose(suspect.point_m, crack + HALF_UP, atol=0.05)
     assert suspect.distance_m == pytest.approx(13.0, abs=0.05)
     # Once looked at, its surroundings are no new suspect; elsewhere still are
     finder.looked_at(suspect.point_m)

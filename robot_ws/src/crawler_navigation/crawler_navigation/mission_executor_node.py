@@ -151,6 +151,11 @@ class MissionExecutorNode(Node):
             f"plan {self.plan_path} ({self.plan.name or 'unnamed'}): route "
             f"{self.mission.route.length_m:.1f} m, "
             f"{'starting when ready' if self.auto_start else 'waiting for /mission/start'}")
+        if any(action.kind == "look_closer" for action in self.plan.actions):
+            self.get_logger().warning(
+                "look_closer: no camera head driver or suspect topic in the ROS graph yet; "
+                "this node drives on without looking closer (the simulated mission runner "
+                "does it: crawler mission run)")
 
     # --- inputs ----------------------------------------------------------------------------
 
