@@ -420,6 +420,7 @@ class _Mission:
         self.pending_suspects: list[SuspectNotice] = []
         self.look_points: dict[str, FloatArray] = {}
         """Where the head aims for each suspect (re-centred on zoomed detections)."""
+        self.first_aims: dict[str, FloatArray] = {}
         self.looking: SuspectNotice | None = None
         self.findings: dict[str, Finding] = {}
         self.scans = 0
@@ -560,21 +561,25 @@ class _Mission:
         if suspect is None:
             return
         self.suspects.looked_at(suspect.point_m)
-        self.look_points[suspect.id] = suspect.point_m
+        self.look_points[suspect.id] = self.first_aims[suspect.id] = suspect.point_m
         self.pending_suspects.append(SuspectNotice(suspect.id, suspect.code, suspect.distance_m))
 
     def _recentre(self, looking: SuspectNotice, stamp_ns: int, detections: list[Detection],
                   T_site_camera: FloatArray, camera: PinholeCamera) -> None:
-        """Aim at the most confident zoomed detection of the suspect's class, if any."""
-        assert self.mapper is not None
-        same = [d for d in detections if d.code == looking.code]
+        """Aim at the most confident zoomed detection of the suspect's class (one the tracker
+        takes, within a field's width of the first aim), if any."""
+        assert self.mapper is not None and self.look is not None
+        same = [d for d in detections
+                if d.code == looking.code and d.confidence >= TRACK_MIN_CONFIDENCE]
         if not same:
             return
         best = max(same, key=lambda d: d.confidence)
         camera_m, _ = self.mapper.tracker.surface.axis.chainage_and_direction(
             T_site_camera[:3, 3])
         placed = self.mapper.tracker.place(stamp_ns, best, T_site_camera, camera_m, camera)
-        if placed is not None:
+        first = self.first_aims[looking.id]
+        if placed is not None and float(np.linalg.norm(placed.point_m - first)) <= \
+                self.look.field_m:
             self.look_points[looking.id] = placed.point_m
 
     def _aim_camera(self, T_site_base: FloatArray) -> None:

@@ -196,7 +196,7 @@ class DatasetRenderer:
         self._ring = np.array(["::ring_" in g.name for g in self.sim.scene.geometries] + [False])
         self._texture_paths = sorted({
             g.material.albedo_map for g in self.sim.scene.geometries
-            if g.material.albedo_map is not None and g.material.albedo_map.stem in TEXTURES
+            if g.material.albedo_map is not None and _family(g.material.albedo_map) in TEXTURES
         })
         self._label_rays = self._label_directions(camera.spec.horizontal_fov_rad)
         self._wide_fov_rad = camera.spec.horizontal_fov_rad
@@ -230,7 +230,7 @@ class DatasetRenderer:
         cache = TextureCache()
         style = wall_style(rng) if self.settings.matched_wall else None
         for path in self._texture_paths if not self.settings.world_look else ():
-            cache.put(path, random_texture(path.stem, rng, self.settings.distractors, style))
+            cache.put(path, random_texture(_family(path), rng, self.settings.distractors, style))
         lamp = replace(self._camera.lamp,
                        intensity=self._camera.lamp.intensity * float(rng.uniform(0.6, 1.4)))
         return Camera(self._camera.spec, lamp, seed=seed, textures=cache,
@@ -455,6 +455,11 @@ class DatasetRenderer:
                        approach_distance_m(self.sim.route, feature.centre_m),
                        f"{FEATURE_GEOMETRY_PREFIX}{feature.id}::", surface=feature.surface,
                        centre_m=np.asarray(feature.centre_m, dtype=np.float64))
+
+
+def _family(texture: Path) -> str:
+    """The kind of a world texture: ``crack_b`` (another crack) is a ``crack``."""
+    return texture.stem.partition("_")[0]
 
 
 def approach_distance_m(route: Polyline, point_m: Sequence[float]) -> float:

@@ -7,6 +7,7 @@ every machine and numpy / zlib version.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import struct
 import zlib
@@ -181,13 +182,18 @@ def concrete_image(size: int) -> FloatImage:
     return _concrete_intensity(size, 11)
 
 
-def crack_image(size: int) -> FloatImage:
-    """Concrete with one open crack and two hairline branches."""
-    image = _concrete_intensity(size, 23)
-    _draw_line(image, _random_walk(size, 3, (0, size // 2), vertical=False), 2, 0.02)
-    _draw_line(image, _random_walk(size, 7, (0, size // 3), vertical=False), 0, 0.08)
-    _draw_line(image, _random_walk(size, 9, (0, 2 * size // 3), vertical=False), 0, 0.1)
+def crack_image(size: int, variant: int = 0) -> FloatImage:
+    """Concrete with one open crack and two hairline branches (``variant``: another crack)."""
+    seed = 200 * variant
+    image = _concrete_intensity(size, 23 + seed)
+    _draw_line(image, _random_walk(size, 3 + seed, (0, size // 2), vertical=False), 2, 0.02)
+    _draw_line(image, _random_walk(size, 7 + seed, (0, size // 3), vertical=False), 0, 0.08)
+    _draw_line(image, _random_walk(size, 9 + seed, (0, 2 * size // 3), vertical=False), 0, 0.1)
     return image
+
+
+CRACK_VARIANTS = ("crack_b", "crack_c", "crack_d", "crack_e")
+"""Textures of further cracks (each its own crack, as on a real site): ``crack`` and these."""
 
 
 def corrosion_image(size: int) -> FloatImage:
@@ -251,6 +257,8 @@ _CONCRETE_STOPS: tuple[ColourStop, ...] = ((0.0, (40, 40, 38)), (1.0, (196, 192,
 _TEXTURE_SPECS: tuple[tuple[str, Callable[[int], FloatImage], tuple[ColourStop, ...]], ...] = (
     ("concrete", concrete_image, _CONCRETE_STOPS),
     ("crack", crack_image, _CONCRETE_STOPS),
+    *((name, functools.partial(crack_image, variant=i + 1), _CONCRETE_STOPS)
+      for i, name in enumerate(CRACK_VARIANTS)),
     (
         "corrosion",
         corrosion_image,

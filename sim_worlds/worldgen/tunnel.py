@@ -278,6 +278,8 @@ class PatchSpec:
 
 
 WALL_FACE_Y_M = -HALF_WIDTH_M
+# Each crack has its own texture (CR1 the worlds' common ``crack``), as each crack on a site has
+# its own course: a detector trained on the others' looks has not seen CR1's.
 PATCHES = (
     PatchSpec(
         "CR1",
@@ -295,7 +297,7 @@ PATCHES = (
         "right_wall",
         (188.0, WALL_FACE_Y_M, 1.2),
         (2.0, 0.3),
-        "crack",
+        "crack_b",
         (("length_m", 2.0), ("width_mm", 1.2)),
     ),
     PatchSpec(
@@ -304,7 +306,7 @@ PATCHES = (
         "right_wall",
         (337.5, WALL_FACE_Y_M, 1.7),
         (0.3, 1.8),
-        "crack",
+        "crack_c",
         (("length_m", 1.8), ("width_mm", 2.0)),
         True,
     ),
@@ -314,7 +316,7 @@ PATCHES = (
         "ceiling",
         (472.0, 0.0, HEIGHT_M),
         (0.3, 2.4),
-        "crack",
+        "crack_d",
         (("length_m", 2.4), ("width_mm", 0.8)),
         True,
     ),
@@ -324,7 +326,7 @@ PATCHES = (
         "branch_wall_west",
         (BRANCH_X_M - HALF_WIDTH_M, -30.0, 1.5),
         (0.3, 1.6),
-        "crack",
+        "crack_e",
         (("length_m", 1.6), ("width_mm", 0.6)),
         True,
     ),
