@@ -88,13 +88,7 @@ from navigation.records import FixSource, LidarScan3D, OdometrySample, PositionF
 from navigation.site import Axis, Site
 from navigation.wheel_odometry import WheelOdometry
 from perception.close_up import SuspectFinder, aim_head, zoomed
-from perception.detectors import (
-    SHIPPED_MODELS,
-    Detection,
-    Detector,
-    DetectorOptions,
-    load_detector,
-)
+from perception.detectors import Detection, Detector, DetectorOptions, load_detector
 from perception.errors import GradingError
 from perception.findings import Finding, GalleryModel, PinholeCamera, PipeModel, WallModel
 from perception.grading import SiteFactors, default_standard
@@ -303,17 +297,11 @@ def detector_spec(plan: MissionPlan) -> str:
 
 
 def zoom_detector_spec(plan: MissionPlan) -> str:
-    """The detector for zoomed frames: the look_closer action's, else the shipped zoom model
-    of the asset's kind (plain ``shipped``, where there is one), else the plan's detector."""
+    """The detector for zoomed frames: the look_closer action's, else the plan's."""
     look = next((a for a in plan.actions if isinstance(a, LookCloser)), None)
     if look is not None and look.detector is not None:
         return look.detector
-    spec = detector_spec(plan)
-    if plan.detector.strip() == "shipped":
-        kind = "tunnel" if isinstance(plan.asset, TunnelAsset) else "pipe"
-        if f"{kind}_zoom" in SHIPPED_MODELS:
-            return f"shipped:{kind}_zoom"
-    return spec
+    return detector_spec(plan)
 
 
 def plan_world(plan: MissionPlan, world: str | None) -> str:

@@ -273,8 +273,7 @@ class LookCloser(_Section):
     field_m: StrictFloat = Field(1.2, gt=0.0, le=10.0)
     max_range_m: StrictFloat = Field(6.0, gt=0.0, le=30.0)
     detector: str | None = None
-    """The detector for zoomed frames; None: the shipped zoom model of the asset's kind where
-    the plan's detector is ``shipped`` and there is one, else the plan's detector."""
+    """The detector for zoomed frames (a model trained on close-ups); None: the plan's."""
 
     @field_validator("detector")
     @classmethod

@@ -55,8 +55,7 @@ _MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 SHIPPED_MODEL = _MODELS_DIR / "crawler_defects.onnx"
 SHIPPED_MODELS: dict[str, Path] = {"pipe": SHIPPED_MODEL,
                                    "tunnel": _MODELS_DIR / "crawler_tunnel.onnx"}
-"""The shipped model of each kind of site (``shipped:KIND``); ``KIND_zoom`` is the model for
-the zoomed frames of a close look (``look_closer``) where one is made for that kind."""
+"""The shipped model of each kind of site (``shipped:KIND``)."""
 
 
 def _ultralytics(argument: str, options: DetectorOptions) -> Detector:

@@ -24,6 +24,7 @@ from sim_worlds.simulator.simulation import world_path
 from sim_worlds.worldgen.truth import load_truth
 
 PLAN = Path(__file__).resolve().parents[2] / "navigation/mission/examples/sewer_dn1000.yaml"
+TUNNEL_PLAN = PLAN.with_name("utility_tunnel.yaml")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 FAST = RunConfig(detect_spacing_m=0.15, lidar_rate_hz=5.0, step_s=0.02)
@@ -152,3 +153,29 @@ def test_tunnel_truth_and_detector_follow_the_asset() -> None:
     assert truth["SP1"] == ("SL", pytest.approx(120.4))
     assert truth["W1"] == ("JS", pytest.approx(120.0))
     assert "CR5" not in truth and "W3" not in truth  # the branch's: not on the main gallery
+
+
+def test_a_tunnel_mission_stops_to_look_closer_at_the_held_out_hairline_crack(
+        tmp_path: Path) -> None:
+    """CR1 (0.4 mm wide, from 62.85 m; never in training) is a faint line to the wide camera: a
+    suspect. The robot stops there, the head turns and zooms at it (a close-up photo is kept),
+    then it drives on with the camera home; the zoomed views add no false findings."""
+    document = load_plan(TUNNEL_PLAN).model_dump(mode="json", exclude_none=True)
+    document.update(actions=[{"kind": "look_closer", "seconds": 3.0}],
+                    end={"at_distance_m": 64.0, "max_duration_s": 900.0, "then": "stop"})
+    out = tmp_path / "mission"
+    result = run_simulated_mission(TUNNEL_PLAN, out, plan=MissionPlan.model_validate(document))
+    assert result.state == "completed", result.reason
+    record = MissionFolder.read(out)
+    looks = [e for e in record.events if e["kind"] == "state" and e["state"] == "looking"]
+    at_crack = [e for e in looks if "(PL at 6" in str(e["reason"])]
+    assert at_crack, [e["reason"] for e in looks]
+    distance_m = float(str(at_crack[0]["reason"]).split("PL at ")[1].split(" m")[0])
+    assert distance_m == pytest.approx(62.85, abs=0.5)
+    suspect = str(at_crack[0]["reason"]).split("suspect ")[1].split(" ")[0]
+    assert (out / f"images/{suspect}_closeup.jpg").is_file()
+    assert any(p.kind == "close_up" for p in record.photos)
+    assert len(looks) <= 3  # a few suspects at most, each a short stop
+    states = [e["state"] for e in record.events if e["kind"] == "state"]
+    assert states[states.index("looking") + 1] == "driving" and states[-1] == "completed"
+    assert all(f.code != "PL" or abs(f.start_m - 62.85) < 0.5 for f in record.findings)
