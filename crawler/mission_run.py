@@ -548,7 +548,6 @@ class _Mission:
         suspect = self.suspects.consider(stamp_ns, detections, T_site_camera)
         if suspect is None:
             return
-        self.suspects.looked_at(suspect.point_m)
         self.look_points[suspect.id] = self.first_aims[suspect.id] = suspect.point_m
         self.pending_suspects.append(SuspectNotice(suspect.id, suspect.code, suspect.distance_m))
 

@@ -81,7 +81,8 @@ class SuspectFinder:
     A detection is a suspect when its confidence lies in ``[min_confidence, trust_confidence)``
     (the tracker confirms a track whose better views reach ``trust_confidence`` without help),
     its box's centre ray meets the surface within ``max_range_m`` of the camera, and no spot
-    looked at before, nor a finding already confirmed of its class, lies within ``spacing_m``.
+    looked at before (every suspect's spot counts as one), nor a finding already confirmed of
+    its class, lies within ``spacing_m``.
     """
 
     def __init__(self, tracker: FindingTracker, min_confidence: float = 0.15,
@@ -115,6 +116,7 @@ class SuspectFinder:
                     point, [p for code, p in self._confirmed if code == detection.code]):
                 continue
             self._count += 1
+            self.looked_at(point)  # a suspect's spot is never suspected again
             return Suspect(f"{self._prefix}{self._count:03d}", detection.code,
                            detection.confidence, placed.centre_m, point, stamp_ns)
         return None

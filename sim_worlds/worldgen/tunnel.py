@@ -25,7 +25,7 @@ from sim_worlds.worldgen.scene import (
     new_world,
 )
 from sim_worlds.worldgen.sdf import Material, Surface, add_box, add_cylinder, add_link, static_model
-from sim_worlds.worldgen.textures import texture_path
+from sim_worlds.worldgen.textures import CRACK_VARIANTS, texture_path
 from sim_worlds.worldgen.truth import (
     SCHEMA_VERSION,
     Antenna,
@@ -297,7 +297,7 @@ PATCHES = (
         "right_wall",
         (188.0, WALL_FACE_Y_M, 1.2),
         (2.0, 0.3),
-        "crack_b",
+        CRACK_VARIANTS[0],
         (("length_m", 2.0), ("width_mm", 1.2)),
     ),
     PatchSpec(
@@ -306,7 +306,7 @@ PATCHES = (
         "right_wall",
         (337.5, WALL_FACE_Y_M, 1.7),
         (0.3, 1.8),
-        "crack_c",
+        CRACK_VARIANTS[1],
         (("length_m", 1.8), ("width_mm", 2.0)),
         True,
     ),
@@ -316,7 +316,7 @@ PATCHES = (
         "ceiling",
         (472.0, 0.0, HEIGHT_M),
         (0.3, 2.4),
-        "crack_d",
+        CRACK_VARIANTS[2],
         (("length_m", 2.4), ("width_mm", 0.8)),
         True,
     ),
@@ -326,7 +326,7 @@ PATCHES = (
         "branch_wall_west",
         (BRANCH_X_M - HALF_WIDTH_M, -30.0, 1.5),
         (0.3, 1.6),
-        "crack_e",
+        CRACK_VARIANTS[3],
         (("length_m", 1.6), ("width_mm", 0.6)),
         True,
     ),
