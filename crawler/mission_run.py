@@ -30,7 +30,8 @@ action's ``min_confidence`` (the tracker still takes only detections of at least
 (``perception.close_up.SuspectFinder``), the executor stops for it, and while it looks the
 camera head is aimed and zoomed at the suspect's spot every control step (the simulated head
 turns at once) and every frame is detected, placed with the zoomed focal length. A zoomed
-detection of the suspect's class re-centres the aim on itself.
+detection of the suspect's class re-centres the aim on itself; only the suspect's class goes
+to the tracker from a look's frames.
 
 Findings reach ``findings.sqlite`` the moment the tracker confirms them, with a provisional
 grade (the visual extent rule; ``grade_basis`` says so); when the mission ends the mapper
@@ -522,6 +523,10 @@ class _Mission:
         if zoomed_in:
             camera = zoomed(camera, frame.horizontal_fov_rad)
         tracked = [d for d in detections if d.confidence >= TRACK_MIN_CONFIDENCE]
+        if looking is not None:
+            # A look answers one question, is the suspect real: a zoom detector may be a
+            # specialist (the classical close-up cue takes a straight water edge for a crack)
+            tracked = [d for d in tracked if d.code == looking.code]
         confirmed = self.mapper.add_frame(frame.stamp_ns, tracked, T_site_camera, camera)
         if looking is not None:
             self._recentre(looking, frame.stamp_ns, detections, T_site_camera, camera)

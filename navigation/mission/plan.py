@@ -236,12 +236,12 @@ class SpeedLimits(_Section):
 
 
 def _checked_spec(spec: str) -> str:
-    """A detector spec that names a known kind of detector."""
-    from perception.detectors import parse_spec
+    """A detector spec that names known kinds of detector."""
+    from perception.detectors import spec_parts
     from perception.errors import DetectorSpecError
 
     try:
-        parse_spec(spec)
+        spec_parts(spec)
     except DetectorSpecError as err:
         raise _field_error("", str(err)) from err
     return spec

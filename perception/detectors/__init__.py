@@ -1,10 +1,13 @@
 """Defect detectors behind one interface, chosen by a spec string.
 
-Specs: ``ultralytics:PATH.pt``, ``onnx:PATH.onnx``, ``classical``, ``python:module:Class``, and
+Specs: ``ultralytics:PATH.pt``, ``onnx:PATH.onnx``, ``classical[:PRESET]`` (``default``, or
+``close_up`` for zoomed frames), ``python:module:Class``, and
 ``shipped[:SITE]``: an ONNX model trained by the project, one per kind of site:
 ``shipped`` / ``shipped:pipe`` (``perception/models/crawler_defects.onnx``, sewer and drainage
 pipes) and ``shipped:tunnel`` (``crawler_tunnel.onnx``, utility-tunnel walls, ceiling and floor).
 Backends import lazily (Ultralytics pulls in torch), so naming one never loads the others.
+Specs joined by ``+`` run together on each image, their detections pooled
+(``union.UnionDetector``): ``shipped:tunnel+classical:close_up``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ __all__ = [
     "StagedDetector",
     "load_detector",
     "parse_spec",
+    "spec_parts",
 ]
+
+UNION_SEPARATOR = "+"
+"""Joins the specs of detectors that run together (a path holding it cannot be named)."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +84,7 @@ def _shipped(argument: str, options: DetectorOptions) -> Detector:
 def _classical(argument: str, options: DetectorOptions) -> Detector:
     from perception.detectors.classical import ClassicalDetector
 
-    if argument:
-        raise DetectorSpecError(f"'classical' takes no argument, got 'classical:{argument}'")
-    return ClassicalDetector.from_options(options)
+    return ClassicalDetector.from_options(options, argument or "default")
 
 
 def _python(argument: str, options: DetectorOptions) -> Detector:
@@ -130,13 +135,32 @@ def parse_spec(spec: str) -> DetectorSpec:
     if kind == "shipped" and argument and argument not in SHIPPED_MODELS:
         kinds = ", ".join(f"'shipped:{name}'" for name in SHIPPED_MODELS)
         raise DetectorSpecError(f"no shipped model '{spec}': use 'shipped' or {kinds}")
+    if kind == "classical" and argument:
+        from perception.detectors.classical import CLASSICAL_PRESETS
+
+        if argument not in CLASSICAL_PRESETS:
+            known = ", ".join(f"'classical:{name}'" for name in CLASSICAL_PRESETS)
+            raise DetectorSpecError(f"no classical preset '{spec}': use 'classical' or {known}")
     return DetectorSpec(kind, argument)
 
 
+def spec_parts(spec: str) -> tuple[DetectorSpec, ...]:
+    """Each detector of a spec (several when joined by ``+``), every one checked."""
+    parts = spec.split(UNION_SEPARATOR)
+    if any(not part.strip() for part in parts):
+        raise DetectorSpecError(f"detector '{spec}' has an empty part: join specs as A+B")
+    return tuple(parse_spec(part) for part in parts)
+
+
 def load_detector(spec: str, options: DetectorOptions | None = None) -> Detector:
-    """The detector a spec string names, loaded and ready."""
-    parsed = parse_spec(spec)
-    return DETECTOR_PLUGINS[parsed.kind](parsed.argument, options or DetectorOptions())
+    """The detector a spec string names, loaded and ready (several pooled for ``A+B``)."""
+    options = options or DetectorOptions()
+    detectors = [DETECTOR_PLUGINS[p.kind](p.argument, options) for p in spec_parts(spec)]
+    if len(detectors) == 1:
+        return detectors[0]
+    from perception.detectors.union import UnionDetector
+
+    return UnionDetector(detectors, options.iou_threshold)
 
 
 def _model_file(argument: str, suffix: str) -> Path:

@@ -159,9 +159,12 @@ def test_a_tunnel_mission_stops_to_look_closer_at_the_held_out_hairline_crack(
         tmp_path: Path) -> None:
     """CR1 (0.4 mm wide, from 62.85 m; never in training) is a faint line to the wide camera: a
     suspect. The robot stops there, the head turns and zooms at it (a close-up photo is kept),
-    then it drives on with the camera home; the zoomed views add no false findings."""
+    the zoomed frames confirm it (the sample plan's close-up detector: the tunnel model and the
+    classical crack cue), then it drives on with the camera home; no false findings."""
     document = load_plan(TUNNEL_PLAN).model_dump(mode="json", exclude_none=True)
-    document.update(actions=[{"kind": "look_closer", "seconds": 3.0}],
+    look = next(a for a in document["actions"] if a["kind"] == "look_closer")
+    assert look["detector"] == "shipped:tunnel+classical:close_up"
+    document.update(actions=[{**look, "seconds": 3.0}],
                     end={"at_distance_m": 64.0, "max_duration_s": 900.0, "then": "stop"})
     out = tmp_path / "mission"
     result = run_simulated_mission(TUNNEL_PLAN, out, plan=MissionPlan.model_validate(document))
@@ -178,4 +181,5 @@ def test_a_tunnel_mission_stops_to_look_closer_at_the_held_out_hairline_crack(
     assert len(looks) <= 3  # a few suspects at most, each a short stop
     states = [e["state"] for e in record.events if e["kind"] == "state"]
     assert states[states.index("looking") + 1] == "driving" and states[-1] == "completed"
-    assert all(f.code != "PL" or abs(f.start_m - 62.85) < 0.5 for f in record.findings)
+    cracks = [f for f in record.findings if f.code == "PL"]
+    assert [f.start_m for f in cracks] == [pytest.approx(62.85, abs=0.5)], record.findings

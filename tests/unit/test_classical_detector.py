@@ -7,6 +7,8 @@ sensor noise; defects are drawn into the wall before the light is applied, as in
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -14,8 +16,9 @@ from numpy.typing import NDArray
 
 from perception.detectors import DetectorOptions, load_detector
 from perception.detectors.base import Detection, ImageBGR
-from perception.detectors.classical import ClassicalDetector, ClassicalParams
+from perception.detectors.classical import CLASSICAL_PRESETS, ClassicalDetector, ClassicalParams
 from perception.detectors.letterbox import box_iou
+from perception.errors import DetectorSpecError
 
 H, W = 480, 640
 Reflectance = NDArray[np.float32]  # (H, W, 3) BGR albedo in 0..1
@@ -175,3 +178,7 @@ def test_options_reach_the_detector() -> None:
     )
     assert detector.params == ClassicalParams(work_size_px=320)
     assert detector.confidence_threshold == 0.9
+    close_up = ClassicalDetector.from_options(DetectorOptions(image_size_px=320), "close_up")
+    assert close_up.params == replace(CLASSICAL_PRESETS["close_up"], work_size_px=320)
+    with pytest.raises(DetectorSpecError, match="'classical:close_up'"):
+        ClassicalDetector.from_options(DetectorOptions(), "closeup")

@@ -305,6 +305,59 @@ def test_classical_plugin_loads_and_rejects_bad_images() -> None:
         detector.detect([[0, 0, 0]], stamp_ns=0)  # type: ignore[arg-type]
 
 
+class FixedDetector:
+    """Reports the detections it was made with, whatever the image."""
+
+    def __init__(self, *detections: Detection) -> None:
+        self.detections = list(detections)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The codes of its detections."""
+        return tuple(dict.fromkeys(d.code for d in self.detections))
+
+    def detect(self, image_bgr: ImageBGR, stamp_ns: int) -> list[Detection]:
+        """The fixed detections."""
+        return list(self.detections)
+
+
+def test_a_union_pools_its_members_and_merges_same_class_overlaps() -> None:
+    """Two detectors on one image: the more confident of two overlapping cracks is kept; a
+    crack beside a seepage box it overlaps, and a crack elsewhere, stay."""
+    from perception.detectors.union import UnionDetector
+
+    crack, faint_crack = (Detection("PL", (10.0, 10.0, 50.0, 200.0), 0.7),
+                          Detection("PL", (12.0, 12.0, 52.0, 198.0), 0.4))
+    seepage = Detection("SL", (10.0, 10.0, 50.0, 200.0), 0.5)
+    other_crack = Detection("PL", (300.0, 10.0, 320.0, 200.0), 0.3)
+    union = UnionDetector([FixedDetector(faint_crack, seepage), FixedDetector(crack, other_crack)])
+    assert union.classes == ("PL", "SL")
+    assert union.detect(_image(), stamp_ns=0) == [crack, seepage, other_crack]
+    assert UnionDetector([FixedDetector(), FixedDetector()]).detect(_image(), 0) == []
+    with pytest.raises(DetectorSpecError, match="two detectors or more"):
+        UnionDetector([FixedDetector(crack)])
+
+
+def test_specs_joined_by_plus_load_a_union() -> None:
+    """``A+B`` loads both (each part checked, its error naming it); one spec loads itself."""
+    from perception.detectors import spec_parts
+    from perception.detectors.classical import ClassicalDetector
+    from perception.detectors.union import UnionDetector
+
+    detector = load_detector(f"classical:close_up+python:{__name__}:TinyDetector")
+    assert isinstance(detector, UnionDetector)
+    first, second = detector.detectors
+    assert isinstance(first, ClassicalDetector) and first.params.crack_min_contrast == 0.25
+    assert isinstance(second, TinyDetector)
+    assert [d.code for d in detector.detect(_image(), stamp_ns=0)] == ["PL"]
+    assert [p.kind for p in spec_parts("shipped:tunnel+classical")] == ["shipped", "classical"]
+    assert isinstance(load_detector("classical"), ClassicalDetector)
+    with pytest.raises(DetectorSpecError, match="'classical:wide'"):
+        spec_parts("shipped+classical:wide")
+    with pytest.raises(DetectorSpecError, match="empty part"):
+        spec_parts("shipped+")
+
+
 def test_unknown_kind_is_a_spec_error() -> None:
     """A misspelt plugin name lists the known ones."""
     with pytest.raises(DetectorSpecError, match="'onnx'"):
