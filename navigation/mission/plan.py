@@ -586,14 +586,20 @@ def _world_site(world: str) -> Site:
 
 def _resolve_detector(spec: str, base: Path, fail: Callable[[Loc, str], PlanError],
                       loc: Loc = ("detector",)) -> str:
-    """Model paths of ``onnx:``/``ultralytics:`` specs, relative to the plan, must exist."""
-    kind, _, argument = spec.strip().partition(":")
-    if kind not in ("onnx", "ultralytics"):
-        return spec
-    model = (base / Path(argument).expanduser()).resolve()
-    if not model.is_file():
-        raise fail(loc, f"model file not found: {model}")
-    return f"{kind}:{model}"
+    """Model paths of ``onnx:``/``ultralytics:`` specs (each part of ``A+B``), relative to
+    the plan, must exist."""
+    from perception.detectors import UNION_SEPARATOR
+
+    parts = []
+    for part in spec.split(UNION_SEPARATOR):
+        kind, _, argument = part.strip().partition(":")
+        if kind in ("onnx", "ultralytics"):
+            model = (base / Path(argument).expanduser()).resolve()
+            if not model.is_file():
+                raise fail(loc, f"model file not found: {model}")
+            part = f"{kind}:{model}"
+        parts.append(part)
+    return UNION_SEPARATOR.join(parts)
 
 
 # --- checks against the site ---------------------------------------------------------------

@@ -24,6 +24,7 @@ __all__ = [
     "DETECTOR_PLUGINS",
     "SHIPPED_MODEL",
     "SHIPPED_MODELS",
+    "UNION_SEPARATOR",
     "Detection",
     "Detector",
     "DetectorOptions",

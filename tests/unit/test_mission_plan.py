@@ -310,6 +310,11 @@ def test_detector_model_path_relative_to_the_plan(tmp_path: Path) -> None:
     (tmp_path / "models" / "mine.onnx").write_bytes(b"onnx")
     plan = load_plan(_write(tmp_path, MINIMAL_PIPE + "detector: onnx:models/mine.onnx\n"))
     assert plan.detector == f"onnx:{(tmp_path / 'models' / 'mine.onnx').resolve()}"
+    pooled = load_plan(_write(tmp_path, MINIMAL_PIPE +
+                              "detector: classical:close_up+onnx:models/mine.onnx\n"))
+    assert pooled.detector == f"classical:close_up+{plan.detector}"
+    with pytest.raises(PlanError, match="detector: model file not found: .*none.onnx"):
+        load_plan(_write(tmp_path, MINIMAL_PIPE + "detector: classical+onnx:models/none.onnx\n"))
 
 
 def test_dump_plan_round_trip(tmp_path: Path) -> None:
