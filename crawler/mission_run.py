@@ -30,8 +30,9 @@ action's ``min_confidence`` (the tracker still takes only detections of at least
 (``perception.close_up.SuspectFinder``), the executor stops for it, and while it looks the
 camera head is aimed and zoomed at the suspect's spot every control step (the simulated head
 turns at once) and every frame is detected, placed with the zoomed focal length. A zoomed
-detection of the suspect's class re-centres the aim on itself; only the suspect's class goes
-to the tracker from a look's frames.
+detection of the suspect's class proposes the next aim (``AimClimb``: the aim follows while
+the views get surer, then holds the best); only the suspect's class goes to the tracker from
+a look's frames.
 
 Findings reach ``findings.sqlite`` the moment the tracker confirms them, with a provisional
 grade (the visual extent rule; ``grade_basis`` says so); when the mission ends the mapper
@@ -88,7 +89,7 @@ from navigation.path import Polyline
 from navigation.records import FixSource, LidarScan3D, OdometrySample, PositionFix
 from navigation.site import Axis, Site
 from navigation.wheel_odometry import WheelOdometry
-from perception.close_up import SuspectFinder, aim_head, zoomed
+from perception.close_up import AimClimb, SuspectFinder, aim_head, zoomed
 from perception.detectors import Detection, Detector, DetectorOptions, load_detector
 from perception.errors import GradingError
 from perception.findings import Finding, GalleryModel, PinholeCamera, PipeModel, WallModel
@@ -407,9 +408,8 @@ class _Mission:
         self.last_detect_xy: FloatArray | None = None
         self.pending: list[FindingNotice] = []
         self.pending_suspects: list[SuspectNotice] = []
-        self.look_points: dict[str, FloatArray] = {}
-        """Where the head aims for each suspect (re-centred on zoomed detections)."""
-        self.first_aims: dict[str, FloatArray] = {}
+        self.aims: dict[str, AimClimb] = {}
+        """Where the head aims for each suspect (moved by the zoomed detections)."""
         self.looking: SuspectNotice | None = None
         self.findings: dict[str, Finding] = {}
         self.scans = 0
@@ -549,37 +549,35 @@ class _Mission:
     def _suspect(self, stamp_ns: int, detections: list[Detection], T_site_camera: FloatArray
                  ) -> None:
         """A new suspect among a wide frame's detections: queued for the executor."""
-        assert self.suspects is not None
+        assert self.suspects is not None and self.look is not None
         suspect = self.suspects.consider(stamp_ns, detections, T_site_camera)
         if suspect is None:
             return
-        self.look_points[suspect.id] = self.first_aims[suspect.id] = suspect.point_m
+        self.aims[suspect.id] = AimClimb(suspect.point_m, reach_m=self.look.field_m)
         self.pending_suspects.append(SuspectNotice(suspect.id, suspect.code, suspect.distance_m))
 
     def _recentre(self, looking: SuspectNotice, stamp_ns: int, detections: list[Detection],
                   T_site_camera: FloatArray, camera: PinholeCamera) -> None:
-        """Aim at the most confident zoomed detection of the suspect's class (one the tracker
-        takes, within a field's width of the first aim), if any."""
-        assert self.mapper is not None and self.look is not None
+        """The look's aim after a zoomed frame (``AimClimb``): its most confident detection of
+        the suspect's class, one the tracker takes, proposes the next."""
+        assert self.mapper is not None
         same = [d for d in detections
                 if d.code == looking.code and d.confidence >= TRACK_MIN_CONFIDENCE]
-        if not same:
-            return
-        best = max(same, key=lambda d: d.confidence)
-        camera_m, _ = self.mapper.tracker.surface.axis.chainage_and_direction(
-            T_site_camera[:3, 3])
-        placed = self.mapper.tracker.place(stamp_ns, best, T_site_camera, camera_m, camera)
-        first = self.first_aims[looking.id]
-        if placed is not None and float(np.linalg.norm(placed.point_m - first)) <= \
-                self.look.field_m:
-            self.look_points[looking.id] = placed.point_m
+        best = max(same, key=lambda d: d.confidence, default=None)
+        placed = None
+        if best is not None:
+            camera_m, _ = self.mapper.tracker.surface.axis.chainage_and_direction(
+                T_site_camera[:3, 3])
+            placed = self.mapper.tracker.place(stamp_ns, best, T_site_camera, camera_m, camera)
+        self.aims[looking.id].observe(best.confidence if best is not None else 0.0,
+                                      placed.point_m if placed is not None else None)
 
     def _aim_camera(self, T_site_base: FloatArray) -> None:
         """Turn and zoom the camera at the suspect being looked at, or home it."""
         sim, looking = self.sim, self.executor.looking_at
         self.looking = looking
         if looking is not None and self.look is not None and sim.camera is not None:
-            aim = aim_head(T_site_base @ self.T_base_camera, self.look_points[looking.id],
+            aim = aim_head(T_site_base @ self.T_base_camera, self.aims[looking.id].aim_m,
                            self.look.field_m, sim.wide_fov_rad)
             sim.set_camera_head(CameraHead(aim.pan_rad, aim.tilt_rad, aim.horizontal_fov_rad))
         elif not sim.camera_head.home and sim.camera is not None:

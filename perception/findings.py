@@ -181,7 +181,7 @@ class Observation:
     point_m: FloatArray
     box_xyxy_px: tuple[float, float, float, float]
     camera_distance_m: float  # camera chainage when seen
-    clipped: bool = False  # the box touches the image border: part of the defect is out of view
+    clipped: bool = False  # the near end may be out of view (``FindingTracker._clipped``)
 
 
 @dataclass(frozen=True)
@@ -310,21 +310,32 @@ class FindingTracker:
             start_m = end_m = middle
         else:
             start_m, end_m = min(distances), max(distances)
+        side_m = [h.distance_m if h is not None else None for h in hits[1:]]
         return Observation(stamp_ns, detection.code, detection.confidence, start_m, end_m,
                            anchor.distance_m, anchor.clock_h, anchor.point_m,
-                           detection.box_xyxy_px, camera_m, self._clipped(detection, camera))
+                           detection.box_xyxy_px, camera_m,
+                           self._clipped(detection, camera, start_m, side_m))
 
     # --- internals ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _clipped(detection: Detection, camera: PinholeCamera) -> bool:
+    def _clipped(self, detection: Detection, camera: PinholeCamera, start_m: float,
+                 side_m: list[float | None]) -> bool:
+        """Whether the defect's near end may lie outside the view: the box touches the image
+        border on a side (top, bottom, left, right; ``side_m`` where each side's middle lands)
+        that reaches within ``gate_m`` of the box's start. A side that runs away from the
+        camera hides only the far part: a pool on the floor beside the wall, zoomed in on,
+        fills the view towards the wall, 0.8 m beyond its near edge at the bottom."""
         x0, y0, x1, y1 = detection.box_xyxy_px
         # A ring seen up close fills the view: boxes stop a few pixels short of the border
         # (y 3-5 px of 480) and their rays land up to 0.7 m past the joint
         margin_px = (JOINT_MARGIN_FRAC * max(camera.width_px, camera.height_px)
                      if detection.code in JOINT_CODES else 2.0)
-        return (x0 <= margin_px or y0 <= margin_px or x1 >= camera.width_px - margin_px
-                or y1 >= camera.height_px - margin_px)
+        touching = (y0 <= margin_px, y1 >= camera.height_px - margin_px, x0 <= margin_px,
+                    x1 >= camera.width_px - margin_px)
+        if detection.code in JOINT_CODES:
+            return any(touching)
+        return any(touches and (at_m is None or at_m - start_m <= self.gate_m)
+                   for touches, at_m in zip(touching, side_m, strict=True))
 
     def _associate(self, observation: Observation) -> None:
         best: _Track | None = None

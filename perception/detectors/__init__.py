@@ -4,7 +4,9 @@ Specs: ``ultralytics:PATH.pt``, ``onnx:PATH.onnx``, ``classical[:PRESET]`` (``de
 ``close_up`` for zoomed frames), ``python:module:Class``, and
 ``shipped[:SITE]``: an ONNX model trained by the project, one per kind of site:
 ``shipped`` / ``shipped:pipe`` (``perception/models/crawler_defects.onnx``, sewer and drainage
-pipes) and ``shipped:tunnel`` (``crawler_tunnel.onnx``, utility-tunnel walls, ceiling and floor).
+pipes), ``shipped:tunnel`` (``crawler_tunnel.onnx``, utility-tunnel walls, ceiling and floor) and
+``shipped:tunnel_look`` (``crawler_tunnel_look.onnx``, the tunnel model fine-tuned on more
+standing water and on close-ups, for a look's zoomed frames).
 Backends import lazily (Ultralytics pulls in torch), so naming one never loads the others.
 Specs joined by ``+`` run together on each image, their detections pooled
 (``union.UnionDetector``): ``shipped:tunnel+classical:close_up``.
@@ -62,7 +64,8 @@ Factory = Callable[[str, DetectorOptions], Detector]
 _MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 SHIPPED_MODEL = _MODELS_DIR / "crawler_defects.onnx"
 SHIPPED_MODELS: dict[str, Path] = {"pipe": SHIPPED_MODEL,
-                                   "tunnel": _MODELS_DIR / "crawler_tunnel.onnx"}
+                                   "tunnel": _MODELS_DIR / "crawler_tunnel.onnx",
+                                   "tunnel_look": _MODELS_DIR / "crawler_tunnel_look.onnx"}
 """The shipped model of each kind of site (``shipped:KIND``)."""
 
 

@@ -368,11 +368,20 @@ PATCHES = (
     ),
 )
 
-# (ident, centre x, centre y, size x, size y, depth)
+# (ident, centre x, centre y, size x, size y, depth). Beyond the main gallery's first 150 m
+# (held out from training, see perception.synthetic.render), standing water comes in several
+# sizes and places, as on a site: under a seepage (W6 below SP3, as W1 lies below SP1), along
+# either wall, small puddles and wide pools.
 FLOOR_WATER = (
     ("W1", 121.5, -1.0, 3.0, 1.2, 0.01),
     ("W2", 455.0, 0.0, 6.0, 2.2, 0.02),
     ("W3", BRANCH_X_M, -49.0, 3.0, 4.0, 0.03),
+    ("W4", 172.0, -1.0, 2.5, 1.2, 0.01),
+    ("W5", 246.0, 0.9, 1.6, 1.0, 0.01),
+    ("W6", 512.5, -1.0, 3.0, 1.1, 0.015),
+    ("W7", 352.0, -0.5, 1.2, 0.8, 0.01),
+    ("W8", 565.0, 0.2, 4.0, 2.0, 0.02),
+    ("W9", BRANCH_X_M, -18.0, 2.0, 1.4, 0.01),
 )
 
 

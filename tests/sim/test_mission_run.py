@@ -163,7 +163,7 @@ def test_a_tunnel_mission_stops_to_look_closer_at_the_held_out_hairline_crack(
     classical crack cue), then it drives on with the camera home; no false findings."""
     document = load_plan(TUNNEL_PLAN).model_dump(mode="json", exclude_none=True)
     look = next(a for a in document["actions"] if a["kind"] == "look_closer")
-    assert look["detector"] == "shipped:tunnel+classical:close_up"
+    assert look["detector"] == "shipped:tunnel_look+classical:close_up"
     document.update(actions=[{**look, "seconds": 3.0}],
                     end={"at_distance_m": 64.0, "max_duration_s": 900.0, "then": "stop"})
     out = tmp_path / "mission"

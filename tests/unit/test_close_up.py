@@ -1,4 +1,5 @@
-"""Looking closer: the head's aim, the zoom lens, placing zoomed detections, picking suspects."""
+"""Looking closer: the head's aim, the zoom lens, placing zoomed detections, picking suspects,
+moving the aim during a look."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from navigation.site import Axis
-from perception.close_up import SuspectFinder, aim_head, zoomed
+from perception.close_up import AimClimb, SuspectFinder, aim_head, zoomed
 from perception.detectors.base import Detection
 from perception.findings import FindingTracker, GalleryModel, PinholeCamera
 from sim_worlds.simulator.camera import Camera, CameraHead
@@ -132,3 +133,29 @@ def test_suspects_are_weak_near_new_detections() -> None:
     assert finder.consider(8, [Detection("PL", box, 0.3)], T_back) is None
     other = finder.consider(8, [Detection("SL", box, 0.3)], T_back)
     assert other is not None and other.id == "S003"
+
+
+def test_the_aim_follows_surer_views_then_returns_to_the_best_and_stays() -> None:
+    """The W1 pattern: 0.62 at the suspect's spot, 0.66 one step on, 0.36 the next: the aim
+    goes back to where 0.66 was seen and holds it, whatever the later frames propose."""
+    spot, step1, step2 = (np.array([120.65, -0.7, 0.0]), np.array([121.0, -1.07, 0.0]),
+                          np.array([120.88, -1.24, 0.0]))
+    climb = AimClimb(spot, reach_m=1.2)
+    assert climb.aim_m is climb.first_aim_m
+    assert np.allclose(climb.observe(0.62, step1), step1)
+    assert np.allclose(climb.observe(0.66, step2), step2)
+    assert np.allclose(climb.observe(0.36, np.array([120.7, -1.4, 0.0])), step1)
+    assert climb.settled
+    assert np.allclose(climb.observe(0.9, np.array([120.6, -1.6, 0.0])), step1)
+
+
+def test_the_aim_ignores_far_proposals_and_nothing_seen_sends_it_back() -> None:
+    """A proposal beyond reach of the first aim (another defect) is not followed; a move after
+    which nothing is seen goes back; an empty first frame leaves the aim where it is."""
+    spot = np.array([63.0, -1.6, 1.8])
+    climb = AimClimb(spot, reach_m=1.2)
+    assert np.allclose(climb.observe(0.0, None), spot) and not climb.settled
+    far, near = spot + np.array([2.0, 0.0, 0.0]), spot + np.array([0.3, 0.0, 0.0])
+    assert np.allclose(climb.observe(0.5, far), spot)  # too far: stays
+    assert np.allclose(climb.observe(0.55, near), near)
+    assert np.allclose(climb.observe(0.0, None), spot) and climb.settled

@@ -7,7 +7,7 @@ import pytest
 
 from navigation.site import Axis
 from perception.detectors.base import Detection
-from perception.findings import FindingTracker, GalleryModel
+from perception.findings import FindingTracker, GalleryModel, PinholeCamera
 from perception.mapper import DefectMapper
 from tests.unit.test_findings import CAMERA, project
 
@@ -102,3 +102,38 @@ def test_the_gallery_mapper_grades_by_extent_and_records_standing_water_unscored
     assert graded.finding.code == "JS"
     assert graded.score is None
     assert graded.finding.start_m == pytest.approx(120.0, abs=0.3)
+
+
+def test_a_view_cut_by_the_border_only_beyond_its_near_end_still_places_the_start() -> None:
+    """A pool beside the right wall (W1 of the simulated tunnel), zoomed in on from 1.9 m
+    before it, runs out of the view towards the wall: its box touches the right border, but
+    that side lands well beyond the pool's near edge (the box's bottom), so the view still
+    places the start. A crack on the right wall cut by the border of the wide view is cut at
+    its near end: that view does not."""
+    tracker = FindingTracker(GALLERY, CAMERA)
+    zoom = PinholeCamera(640, 480, 1200.0)  # about 30 degrees across
+    T_zoomed = camera_at(118.1)
+    yaw, pitch = -0.3, 0.06  # panned right, towards the pool
+    T_zoomed[:3, :3] = (np.array([[np.cos(yaw), -np.sin(yaw), 0.0],
+                                  [np.sin(yaw), np.cos(yaw), 0.0], [0.0, 0.0, 1.0]])
+                        @ np.array([[np.cos(pitch), 0.0, np.sin(pitch)], [0.0, 1.0, 0.0],
+                                    [-np.sin(pitch), 0.0, np.cos(pitch)]]))
+
+    def box_of(corners_m: list[np.ndarray], T: np.ndarray, camera: PinholeCamera
+               ) -> tuple[float, float, float, float]:
+        x, y, z = (T[:3, :3].T @ (np.array(corners_m) - T[:3, 3]).T)  # in the camera frame
+        us = 0.5 * camera.width_px - camera.focal_px * y / x
+        vs = 0.5 * camera.height_px - camera.focal_px * z / x
+        return (max(float(us.min()), 0.0), max(float(vs.min()), 0.0),
+                min(float(us.max()), 640.0), min(float(vs.max()), 480.0))
+
+    pool = box_of([np.array([x, y, 0.0]) for x in (120.0, 123.0) for y in (-1.6, -0.4)],
+                  T_zoomed, zoom)
+    seen = tracker.place(0, Detection("JS", pool, 0.7), T_zoomed, 118.1, zoom)
+    assert seen is not None and pool[0] > 0.0 and pool[2] == 640.0  # cut on the right only
+    assert not seen.clipped and seen.start_m == pytest.approx(120.0, abs=0.1)
+    T_wide = camera_at(118.1)
+    crack = box_of([np.array([x, -0.5 * WIDTH_M, z]) for x in (119.0, 120.0)
+                    for z in (0.3, 1.0)], T_wide, CAMERA)
+    seen = tracker.place(0, Detection("PL", crack, 0.7), T_wide, 118.1)
+    assert seen is not None and crack[2] == 640.0 and seen.clipped

@@ -313,7 +313,7 @@ def test_detector_model_path_relative_to_the_plan(tmp_path: Path) -> None:
     pooled = load_plan(_write(tmp_path, MINIMAL_PIPE +
                               "detector: classical:close_up+onnx:models/mine.onnx\n"))
     assert pooled.detector == f"classical:close_up+{plan.detector}"
-    with pytest.raises(PlanError, match="detector: model file not found: .*none.onnx"):
+    with pytest.raises(PlanError, match=r"detector: model file not found: .*none\.onnx"):
         load_plan(_write(tmp_path, MINIMAL_PIPE + "detector: classical+onnx:models/none.onnx\n"))
 
 
