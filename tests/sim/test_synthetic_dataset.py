@@ -210,7 +210,8 @@ def test_close_ups_zoom_in_on_features_and_on_plain_surface() -> None:
     """Close-ups aimed (without jitter) at a feature have it under the image's centre; a third
     of them look at plain surface; a crack is labelled from farther than in a wide view."""
     close = DatasetRenderer("utility_tunnel", replace(
-        TUNNEL_SETTINGS, frames_per_look=15, close_up_fraction=1.0, close_up_aim_m=0.0))
+        TUNNEL_SETTINGS, frames_per_look=15, close_up_fraction=1.0, close_up_aim_m=0.0,
+        class_weights=(("PL", 2.0),)))  # the world has eight pools and four cracks in reach
     frames = list(close.frames(11))
 
     def centred(frame: LabelledFrame) -> bool:
