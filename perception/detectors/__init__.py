@@ -140,11 +140,9 @@ def parse_spec(spec: str) -> DetectorSpec:
         kinds = ", ".join(f"'shipped:{name}'" for name in SHIPPED_MODELS)
         raise DetectorSpecError(f"no shipped model '{spec}': use 'shipped' or {kinds}")
     if kind == "classical" and argument:
-        from perception.detectors.classical import CLASSICAL_PRESETS
+        from perception.detectors.classical import preset_params
 
-        if argument not in CLASSICAL_PRESETS:
-            known = ", ".join(f"'classical:{name}'" for name in CLASSICAL_PRESETS)
-            raise DetectorSpecError(f"no classical preset '{spec}': use 'classical' or {known}")
+        preset_params(argument)
     return DetectorSpec(kind, argument)
 
 

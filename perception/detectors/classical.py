@@ -97,6 +97,14 @@ CLASSICAL_PRESETS: dict[str, ClassicalParams] = {
 """Named settings, chosen by the spec ``classical:NAME`` (``classical`` alone: ``default``)."""
 
 
+def preset_params(name: str) -> ClassicalParams:
+    """The settings of a preset; DetectorSpecError naming the known ones otherwise."""
+    if name not in CLASSICAL_PRESETS:
+        known = ", ".join(f"'classical:{preset}'" for preset in CLASSICAL_PRESETS)
+        raise DetectorSpecError(f"no classical preset 'classical:{name}': use {known}")
+    return CLASSICAL_PRESETS[name]
+
+
 @dataclass
 class _Prepared:
     """The working image and its lamp-independent views."""
@@ -130,10 +138,7 @@ class ClassicalDetector(StagedDetector[_Prepared, list[_Blob]]):
                      ) -> ClassicalDetector:
         """A preset's heuristics (``CLASSICAL_PRESETS``) at the options' image size and
         confidence threshold."""
-        if preset not in CLASSICAL_PRESETS:
-            known = ", ".join(f"'classical:{name}'" for name in CLASSICAL_PRESETS)
-            raise DetectorSpecError(f"no classical preset '{preset}': use {known}")
-        params = replace(CLASSICAL_PRESETS[preset], work_size_px=options.image_size_px)
+        params = replace(preset_params(preset), work_size_px=options.image_size_px)
         return cls(params, options.confidence_threshold)
 
     def _preprocess(self, image_bgr: ImageBGR, context: _Context) -> _Prepared:
