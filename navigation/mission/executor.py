@@ -15,8 +15,9 @@ Behaviour:
 - ``pause_on_finding``: on each new finding stop for the plan's seconds and request a
   close-up photo of it (findings confirmed during a pause share it; later ones get their own).
 - ``look_closer``: at each suspect the runner reports (a detection too weak to trust, see
-  ``perception.close_up``) stop for the plan's seconds while the runner aims and zooms the
-  camera at it (``looking_at``), and request a close-up photo of it near the end.
+  ``perception.close_up``), once it lies within the action's ``stand_off_m`` ahead, stop for
+  the plan's seconds while the runner aims and zooms the camera at it (``looking_at``), and
+  request a close-up photo of it near the end.
 - ``scan_360``: turn in place a full circle where the asset allows it (tunnels, shelters);
   in a pipe stop and dwell ``scan_dwell_s`` (the crawler cannot turn in a pipe).
 - End: at the route's end (or ``end.at_distance_m``, or after ``end.max_duration_s``) the
@@ -435,8 +436,8 @@ class MissionExecutor:
                                              "close_up", findings=self._queued))
             self._queued = []
             return 0.0, 0.0
-        if self._suspects and self._look is not None:
-            suspect = self._suspects.pop(0)
+        suspect = self._due_suspect()
+        if suspect is not None and self._look is not None:
             self._begin_stop(stamp_ns, _Stop(MissionState.LOOKING, stamp_ns, self._look.seconds,
                                              "look_closer", suspect=suspect))
             return 0.0, 0.0
@@ -456,6 +457,15 @@ class MissionExecutor:
         if next_stop_m - self._route_m < self.config.approach_zone_m:
             speed = min(speed, self.plan.speed.approach_mps)
         return self._forward.command(x, y, yaw, speed)
+
+    def _due_suspect(self) -> SuspectNotice | None:
+        """The first queued suspect within the look's stand-off ahead (or already passed)."""
+        if self._look is None:
+            return None
+        for i, suspect in enumerate(self._suspects):
+            if self._route_m >= suspect.distance_m - self._look.stand_off_m:
+                return self._suspects.pop(i)
+        return None
 
     def _held(self, decision: SafetyDecision) -> bool:
         if decision.action is SafetyAction.ESTOP:

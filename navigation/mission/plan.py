@@ -265,13 +265,16 @@ class PauseOnFinding(_Section):
 class LookCloser(_Section):
     """Stop at each suspected defect (a detection too weak to be trusted), turn the camera on
     its pan-tilt head towards it, zoom until ``field_m`` of surface fills the view, and look
-    for ``seconds`` (``perception.close_up``)."""
+    for ``seconds`` (``perception.close_up``). A suspect seen from farther than
+    ``stand_off_m`` is driven up to first: from 6 m a crack on a gallery wall is seen at a
+    grazing angle, compressed to a sliver even when zoomed."""
 
     kind: Literal["look_closer"]
     min_confidence: StrictFloat = Field(0.15, gt=0.0, lt=1.0)
     seconds: StrictFloat = Field(6.0, gt=0.0, le=120.0)
     field_m: StrictFloat = Field(1.2, gt=0.0, le=10.0)
     max_range_m: StrictFloat = Field(6.0, gt=0.0, le=30.0)
+    stand_off_m: StrictFloat = Field(3.0, gt=0.0, le=30.0)
     detector: str | None = None
     """The detector for zoomed frames (a model trained on close-ups); None: the plan's."""
 

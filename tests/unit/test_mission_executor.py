@@ -247,6 +247,33 @@ def test_look_closer_stops_at_each_suspect_and_says_which() -> None:
     assert not any(o.status.state is MissionState.LOOKING for o in plain.outputs)
 
 
+def test_a_far_suspect_is_driven_up_to_before_the_look() -> None:
+    """A suspect reported 6 m ahead is looked at from its stand-off (2.5 m before it), not
+    from where it was seen; one already within the stand-off is looked at at once."""
+    reported: set[str] = set()
+
+    def suspects(robot: Robot) -> list[SuspectNotice]:
+        new = [SuspectNotice(name, "PL", at_m + ahead_m) for name, at_m, ahead_m in
+               (("S001", 3.0, 6.0), ("S002", 14.0, 1.0)) if robot.x >= at_m
+               and name not in reported]
+        reported.update(s.id for s in new)
+        return new
+
+    plan = make_plan(actions=[{"kind": "look_closer", "seconds": 2.0, "stand_off_m": 2.5}])
+    executor = MissionExecutor(plan, ROUTE)
+    robot = Robot()
+    looked_from: dict[str, float] = {}
+
+    def watch(t_s: float, robot: Robot) -> RobotReadings:
+        if executor.looking_at is not None:
+            looked_from.setdefault(executor.looking_at.id, robot.x)
+        return RobotReadings()
+
+    robot.run(executor, readings=watch, suspects=suspects)
+    assert looked_from["S001"] == pytest.approx(9.0 - 2.5, abs=0.2)
+    assert looked_from["S002"] == pytest.approx(14.0, abs=0.2)
+
+
 def test_safety_stop_holds_then_resumes() -> None:
     """A localization STOP holds the robot; when released, the drive goes on."""
     robot = Robot()
