@@ -274,7 +274,7 @@ class LookCloser(_Section):
     seconds: StrictFloat = Field(6.0, gt=0.0, le=120.0)
     field_m: StrictFloat = Field(1.2, gt=0.0, le=10.0)
     max_range_m: StrictFloat = Field(6.0, gt=0.0, le=30.0)
-    stand_off_m: StrictFloat = Field(3.0, gt=0.0, le=30.0)
+    stand_off_m: StrictFloat = Field(5.0, gt=0.0, le=30.0)
     detector: str | None = None
     """The detector for zoomed frames (a model trained on close-ups); None: the plan's."""
 
