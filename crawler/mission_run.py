@@ -529,7 +529,7 @@ class _Mission:
             tracked = [d for d in tracked if d.code == looking.code]
         confirmed = self.mapper.add_frame(frame.stamp_ns, tracked, T_site_camera, camera)
         if looking is not None:
-            self._recentre(looking, frame.stamp_ns, detections, T_site_camera, camera)
+            self._climb(looking, frame.stamp_ns, detections, T_site_camera, camera)
         elif self.suspects is not None:
             self._suspect(frame.stamp_ns, detections, T_site_camera)
         self.timing["mapper"] += time.perf_counter() - started
@@ -556,7 +556,7 @@ class _Mission:
         self.aims[suspect.id] = AimClimb(suspect.point_m, reach_m=self.look.field_m)
         self.pending_suspects.append(SuspectNotice(suspect.id, suspect.code, suspect.distance_m))
 
-    def _recentre(self, looking: SuspectNotice, stamp_ns: int, detections: list[Detection],
+    def _climb(self, looking: SuspectNotice, stamp_ns: int, detections: list[Detection],
                   T_site_camera: FloatArray, camera: PinholeCamera) -> None:
         """The look's aim after a zoomed frame (``AimClimb``): its most confident detection of
         the suspect's class, one the tracker takes, proposes the next."""

@@ -591,17 +591,17 @@ def _resolve_detector(spec: str, base: Path, fail: Callable[[Loc, str], PlanErro
                       loc: Loc = ("detector",)) -> str:
     """Model paths of ``onnx:``/``ultralytics:`` specs (each part of ``A+B``), relative to
     the plan, must exist."""
-    from perception.detectors import UNION_SEPARATOR
+    from perception.detectors import UNION_SEPARATOR, spec_parts
 
     parts = []
-    for part in spec.split(UNION_SEPARATOR):
-        kind, _, argument = part.strip().partition(":")
-        if kind in ("onnx", "ultralytics"):
+    for part in spec_parts(spec):  # checked by the model already
+        argument = part.argument
+        if part.kind in ("onnx", "ultralytics"):
             model = (base / Path(argument).expanduser()).resolve()
             if not model.is_file():
                 raise fail(loc, f"model file not found: {model}")
-            part = f"{kind}:{model}"
-        parts.append(part)
+            argument = str(model)
+        parts.append(f"{part.kind}:{argument}" if argument else part.kind)
     return UNION_SEPARATOR.join(parts)
 
 

@@ -1,8 +1,8 @@
 """Several detectors on one image, their detections pooled: the spec ``A+B``.
 
 Each backend sees what it is good at: a trained model the classes it learned, a model-free cue
-a defect whose look it does not depend on (``shipped:tunnel+classical:close_up`` reads a
-zoomed frame with the tunnel model and with the classical crack cue for close-ups). Boxes of
+a defect whose look it does not depend on (``shipped:tunnel_look+classical:close_up`` reads a
+zoomed frame with the tunnel look model and with the classical crack cue for close-ups). Boxes of
 one class that overlap by more than ``iou_threshold`` are one defect: the most confident is
 kept (class-aware non-maximum suppression, as within one backend).
 """
